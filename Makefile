@@ -1,0 +1,52 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   — build the tiny demo model, validate and plan the example recipes, compile the demo
+#   make test   — the whole test suite
+# Both create and use their own virtual environment in .venv.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.trtbuild-installed
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-fast demo lint typecheck bench clean system-deps
+
+venv: $(STAMP)
+
+# torch first, pinned to the CPU wheel on this machine's disk: a plain `torch` requirement
+# (pulled in by ModelOpt) could otherwise fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(PIP) install --quiet --disable-pip-version-check -e ".[checkpoint,serve,publish,test]"
+	touch $(STAMP)
+
+# System packages the integration tests use (a real OCI registry and skopeo).
+system-deps:
+	@command -v docker-registry >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo >/dev/null; \
+	    else echo "note: docker-registry/skopeo missing and not root: registry tests will be skipped"; fi; }
+
+test: venv system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check trtbuild tests benchmarks
+	$(VENV)/bin/mypy trtbuild
+
+demo: venv
+	$(PY) -m trtbuild validate recipes/*.yaml
+	$(PY) -m trtbuild plan recipes/llama-3.1-8b-fp8.yaml --gpu h100
+	$(PY) -m trtbuild plan recipes/llama-3.1-70b-fp8-tp4.yaml --gpu h100
+	$(PY) -m trtbuild plan recipes/mistral-7b-int4-awq.yaml --gpu a100 --gpu l4
+	$(PY) -m trtbuild plan recipes/qwen2.5-7b.yaml --gpu h100
+
+bench: venv
+	$(PY) benchmarks/plan_time.py
+
+clean:
+	rm -rf $(VENV) build demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Static catalogs: GPUs and model architectures."""

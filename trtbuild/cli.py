@@ -1,0 +1,194 @@
+"""The `trtbuild` command line. The one place that maps errors to exit codes:
+
+0 ok · 1 bug · 2 usage · 3 recipe/plan invalid · 4 stage failed · 5 publish failed.
+
+Commands import their machinery lazily so `trtbuild plan` never pays for torch or Jinja.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import PlanError, RecipeError, TrtbuildError, UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+# ------------------------------------------------------------------------------------ validate
+def cmd_validate(args: argparse.Namespace) -> int:
+    from trtbuild.recipe.loader import load_recipe
+
+    results = []
+    bad = 0
+    for f in args.files:
+        try:
+            loaded = load_recipe(f)
+            results.append({"file": f, "valid": True, "name": loaded.recipe.name,
+                            "targets": sorted(loaded.targets), "errors": []})
+            if not args.json:
+                print(f"{f}: ok ({loaded.recipe.name})")
+        except RecipeError as exc:
+            bad += 1
+            results.append({"file": f, "valid": False, "errors": [
+                {"message": d.message, "path": d.path,
+                 "line": d.position.line if d.position else None,
+                 "column": d.position.col if d.position else None, "text": d.format()}
+                for d in exc.diagnostics]})
+            if not args.json:
+                for d in exc.diagnostics:
+                    print(d.format(), file=sys.stderr)
+        except UsageError as exc:
+            bad += 1
+            results.append({"file": f, "valid": False, "errors": [{"message": str(exc), "text": str(exc)}]})
+            if not args.json:
+                print(str(exc), file=sys.stderr)
+    if args.json:
+        _print_json({"files": results, "valid": bad == 0})
+    return 3 if bad else 0
+
+
+# ---------------------------------------------------------------------------------------- plan
+def _gpus_for(args: argparse.Namespace, loaded: Any) -> list[str]:
+    if args.gpu:
+        return list(args.gpu)
+    if loaded.targets:
+        return sorted(loaded.targets)
+    raise UsageError("--gpu is required (the recipe has no targets:); `trtbuild gpus` lists GPU names")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from trtbuild.plan.planner import make_plan
+    from trtbuild.plan.render import render_plan
+    from trtbuild.recipe.loader import load_recipe
+
+    loaded = load_recipe(args.file)
+    plans = [make_plan(loaded, g) for g in _gpus_for(args, loaded)]
+    if args.json:
+        _print_json(plans[0].to_json() if len(plans) == 1 else {"plans": [p.to_json() for p in plans]})
+    else:
+        print("\n\n".join(render_plan(p) for p in plans))
+    return 0 if all(p.feasible for p in plans) else 3
+
+
+# ------------------------------------------------------------------------------- schema / gpus
+def cmd_schema(args: argparse.Namespace) -> int:
+    from trtbuild.recipe.schema import Recipe
+
+    schema = Recipe.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://trtbuild.dev/schema/recipe-1.json"
+    _print_json(schema)
+    return 0
+
+
+def cmd_gpus(args: argparse.Namespace) -> int:
+    from trtbuild.catalog.gpus import all_gpus, gpu_to_json
+    from trtbuild.plan.render import render_gpus
+
+    rows = [gpu_to_json(g) for g in all_gpus()]
+    if args.json:
+        _print_json({"gpus": rows})
+    else:
+        print(render_gpus(rows))
+    return 0
+
+
+# ------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from trtbuild import __version__
+
+    parser = _Parser(prog="trtbuild", description="Compile a recipe into TensorRT-LLM engines and a Triton repository.")
+    parser.add_argument("--version", action="version", version=f"trtbuild {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check recipe files; exit 0 when all are valid, 3 when not")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="show what would be built for a GPU, whether it fits, and why")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--gpu", action="append", metavar="GPU", help="target GPU (repeatable); see `trtbuild gpus`")
+    p.add_argument("--json", action="store_true", help="machine-readable plan")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("schema", help="print the recipe JSON Schema")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("gpus", help="list the GPU catalog")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_gpus)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Commands of later stages register themselves here (kept out of the planning path)."""
+    from trtbuild import commands
+
+    return commands.registrars()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("TRTBUILD_DEBUG") == "1"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return int(args.func(args))
+    except RecipeError as exc:
+        for d in exc.diagnostics:
+            print(d.format(), file=sys.stderr)
+        return exc.exit_code
+    except PlanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for d in exc.diagnostics:
+            print("  " + d.format(), file=sys.stderr)
+        return exc.exit_code
+    except TrtbuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception:  # a bug: say so, and how to report it
+        if debug:
+            traceback.print_exc()
+        else:
+            etype, value, _ = sys.exc_info()
+            print(f"internal error (a bug in trtbuild): {etype.__name__ if etype else 'Exception'}: {value}\n"
+                  "  rerun with --debug for the traceback", file=sys.stderr)
+        return 1
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,1 @@
+"""Offline demo assets: a tiny deterministic HF model and the built-in text corpus."""

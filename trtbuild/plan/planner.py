@@ -1,0 +1,262 @@
+"""``make_plan``: a loaded recipe + a target GPU → a BuildPlan. Pure: reads only config.json.
+
+The plan resolves defaults and target overrides, runs the feasibility rules, predicts memory per
+rank, and lists the stages with their parameters and keys. An infeasible plan is still a plan
+(``feasible: false`` with error diagnostics); the CLI turns that into exit 3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from trtbuild.catalog.architectures import ArchSpec, get_architecture
+from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
+from trtbuild.errors import PlanError
+from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
+from trtbuild.plan.model_config import ModelDims, load_model_config
+from trtbuild.plan.rules import FP8_FAMILY, Finding, RuleContext, run_rules
+from trtbuild.plan.sources import locate_model_config
+from trtbuild.recipe.loader import LoadedRecipe
+from trtbuild.recipe.schema import Recipe
+
+PLAN_FORMAT = 1
+STAGE_VERSIONS = {"fetch": 1, "checkpoint": 1, "engine": 1, "repository": 1}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlanDiagnostic(_Frozen):
+    rule: str
+    severity: str
+    message: str
+    path: str = ""
+    position: str | None = None
+
+    def format(self) -> str:
+        where = f"{self.position}: " if self.position else ""
+        key = f"{self.path}: " if self.path else ""
+        return f"{where}{self.severity}: {key}{self.message} [{self.rule}]"
+
+
+class StagePlan(_Frozen):
+    name: str
+    params: dict[str, Any]
+    key: str
+    """sha256 of the stage's plan-time inputs (params, config digest, stage version)."""
+
+
+class BuildPlan(_Frozen):
+    format: int = PLAN_FORMAT
+    recipe: dict[str, Any]
+    target: dict[str, Any]
+    model: dict[str, Any]
+    settings: Recipe
+    """The recipe as it applies to this target: overrides merged, defaults resolved."""
+    stages: tuple[StagePlan, ...]
+    memory: dict[str, Any]
+    diagnostics: tuple[PlanDiagnostic, ...]
+    feasible: bool
+
+    def stage(self, name: str) -> StagePlan | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    @property
+    def errors(self) -> list[PlanDiagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def resolve_settings(recipe: Recipe, dims: ModelDims, gpu: GpuSpec) -> tuple[Recipe, list[Finding]]:
+    """Fill every `auto`/null default that depends on the model or the target."""
+    notes: list[Finding] = []
+    dtype = recipe.dtype if recipe.dtype != "auto" else dims.torch_dtype
+    if dtype == "float32" and not gpu.reference and recipe.dtype == "auto":
+        dtype = "float16"
+        notes.append(Finding("dtype.fp32", "info", "checkpoint is float32; engines are built in float16", "dtype"))
+    b, r = recipe.build, recipe.runtime
+    q = recipe.quantization
+    max_seq_len = b.max_seq_len or dims.max_position_embeddings
+    fp8_fmha = b.fp8_context_fmha if b.fp8_context_fmha is not None else (
+        q.weights in FP8_FAMILY and b.paged_context_fmha and not gpu.reference)
+    gemm = b.gemm_plugin
+    if gemm == "auto":
+        gemm = "nvfp4" if q.weights == "nvfp4" else dtype
+    build = b.model_copy(update={"max_seq_len": max_seq_len, "fp8_context_fmha": fp8_fmha, "gemm_plugin": gemm})
+    runtime = r.model_copy(update={
+        "max_batch_size": r.max_batch_size or b.max_batch_size,
+        "decoding_mode": r.decoding_mode or ("beam_search" if b.max_beam_width > 1 else "top_k_top_p"),
+    })
+    resolved = recipe.model_copy(update={"dtype": dtype, "build": build, "runtime": runtime, "targets": {}})
+    return resolved, notes
+
+
+def _memory_inputs(s: Recipe, dims: ModelDims, gpu: GpuSpec, **over: Any) -> MemoryInputs:
+    b, q, p, r = s.build, s.quantization, s.parallelism, s.runtime
+    kw: dict[str, Any] = dict(
+        dims=dims, dtype=s.dtype, weights=q.weights if not gpu.reference else "none",
+        kv_cache=q.kv_cache if not gpu.reference else "none", awq_block_size=q.awq_block_size,
+        tp=p.tp, pp=p.pp, max_batch_size=b.max_batch_size, max_seq_len=b.max_seq_len or dims.max_position_embeddings,
+        max_num_tokens=b.max_num_tokens, max_beam_width=b.max_beam_width, tokens_per_block=b.kv_cache.tokens_per_block,
+        gather_context_logits=b.gather_context_logits, logits_bytes=4 if b.logits_dtype == "float32" else 2,
+        gpu_memory_bytes=gpu.memory_bytes if not gpu.reference else 0,
+        free_gpu_memory_fraction=r.kv_cache.free_gpu_memory_fraction, kv_max_tokens=r.kv_cache.max_tokens)
+    kw.update(over)
+    return MemoryInputs(**kw)
+
+
+def _fit_suggestions(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -> list[str]:
+    out: list[str] = []
+    tp = s.parallelism.tp
+    for cand in (2, 4, 8, 16, 32, 64):
+        if cand <= tp or dims.num_heads % cand or (dims.num_kv_heads % cand and cand % dims.num_kv_heads):
+            continue
+        if estimate_memory(_memory_inputs(s, dims, gpu, tp=cand)).fits:
+            out.append(f"tp: {cand}")
+            break
+    current_bits = {"none": DTYPE_BYTES[s.dtype] * 8}.get(s.quantization.weights, 8 if "8" in s.quantization.weights else 4)
+    for fmt in ("fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4", "int8_wo", "int4_wo"):
+        bits = 8 if "8" in fmt.split("_")[0] else 4
+        if fmt == s.quantization.weights or bits >= current_bits:
+            continue
+        if not gpu.supports_weights(fmt) or fmt not in arch.weight_formats:
+            continue
+        if estimate_memory(_memory_inputs(s, dims, gpu, weights=fmt)).fits:
+            out.append(f"quantization.weights: {fmt}")
+            break
+    if not out and s.quantization.kv_cache == "none" and gpu.supports_kv("fp8"):
+        if estimate_memory(_memory_inputs(s, dims, gpu, kv_cache="fp8")).fits:
+            out.append("quantization.kv_cache: fp8")
+    if not out:
+        shorter = max(256, (s.build.max_seq_len or dims.max_position_embeddings) // 4)
+        if estimate_memory(_memory_inputs(s, dims, gpu, max_seq_len=shorter)).fits:
+            out.append(f"build.max_seq_len: {shorter}")
+    return out
+
+
+def _memory_findings(m: MemoryEstimate, s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -> list[Finding]:
+    if gpu.reference or m.fits:
+        return []
+    tries = _fit_suggestions(s, dims, gpu, arch)
+    hint = f"; try {' or '.join(tries)}" if tries else ""
+    static = m.weights_bytes_per_rank + m.activation_bytes_per_rank + m.overhead_bytes_per_rank
+    if static > m.gpu_memory_bytes:
+        msg = (f"needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has {gib(m.gpu_memory_bytes)}"
+               f" (weights {gib(m.weights_bytes_per_rank)}, activations ~{gib(m.activation_bytes_per_rank)}, "
+               f"runtime ~{gib(m.overhead_bytes_per_rank)}){hint}")
+        return [Finding("memory.fit", "error", msg, "parallelism")]
+    msg = (f"KV cache holds {m.kv_capacity_tokens} tokens, fewer than one sequence of {m.tokens_per_sequence} "
+           f"(max_seq_len x beam); needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has "
+           f"{gib(m.gpu_memory_bytes)}{hint}")
+    return [Finding("memory.kv_capacity", "error", msg, "build.max_seq_len")]
+
+
+def _position(loaded: LoadedRecipe, gpu_key: str, path: str) -> str | None:
+    parts: tuple[str | int, ...] = tuple(path.split(".")) if path else ()
+    for name, over in (loaded.data.get("targets") or {}).items():
+        from trtbuild.catalog.gpus import find_gpu
+
+        g = find_gpu(str(name))
+        if g is not None and g.key == gpu_key and isinstance(over, dict):
+            node: Any = over
+            ok = True
+            for part in parts:
+                if isinstance(node, dict) and part in node:
+                    node = node[part]
+                else:
+                    ok = False
+                    break
+            if ok and parts:
+                pos = loaded.positions.at(("targets", name) + parts)
+                return str(pos) if pos else None
+    pos = loaded.positions.at(parts)
+    return str(pos) if pos else None
+
+
+def make_plan(loaded: LoadedRecipe, gpu_name: str) -> BuildPlan:
+    """Plan the build of ``loaded`` for ``gpu_name``. Raises PlanError when the model cannot be read
+    or its architecture is unsupported; other problems become diagnostics of an infeasible plan."""
+    gpu = get_gpu(gpu_name)
+    recipe = loaded.for_gpu(gpu.key)
+    config_path = locate_model_config(recipe.model, loaded.base_dir)
+    dims = load_model_config(config_path)
+    arch = get_architecture(dims.architecture)
+    settings, notes = resolve_settings(recipe, dims, gpu)
+    max_seq_len = settings.build.max_seq_len or dims.max_position_embeddings
+    findings = notes + run_rules(RuleContext(settings, dims, gpu, arch, max_seq_len))
+    mem = estimate_memory(_memory_inputs(settings, dims, gpu))
+    findings += _memory_findings(mem, settings, dims, gpu, arch)
+    order = {"error": 0, "warning": 1, "info": 2}
+    diags = tuple(sorted(
+        (PlanDiagnostic(rule=f.rule, severity=f.severity, message=f.message, path=f.path,
+                        position=_position(loaded, gpu.key, f.path)) for f in findings),
+        key=lambda d: (order.get(d.severity, 3), d.rule)))
+    config_sha = _file_sha256(config_path)
+    stages = _stages(settings, dims, gpu, arch, config_sha)
+    feasible = not any(d.severity == "error" for d in diags)
+    memory = mem.to_json()
+    memory["estimated_fields"] = ["activation_bytes_per_rank", "overhead_bytes_per_rank"]
+    if gpu.reference:
+        memory.update({"kv_capacity_tokens": None, "max_concurrent_sequences": None, "fits": None})
+    return BuildPlan(
+        recipe={"name": settings.name, "path": str(loaded.path), "sha256": loaded.text_sha256},
+        target=gpu_to_json(gpu),
+        model={"source": settings.model.source, "config": str(config_path), "config_sha256": config_sha,
+               "architecture": dims.architecture, "family": arch.family,
+               "trtllm_architecture": arch.trtllm_architecture, "decoder_type": arch.modelopt_decoder_type,
+               "parameters": mem.parameters, "dtype": settings.dtype, "num_layers": dims.num_layers,
+               "hidden_size": dims.hidden_size, "num_heads": dims.num_heads, "num_kv_heads": dims.num_kv_heads,
+               "head_dim": dims.head_dim, "vocab_size": dims.vocab_size,
+               "max_position_embeddings": dims.max_position_embeddings, "num_experts": dims.num_experts},
+        settings=settings, stages=stages, memory=memory, diagnostics=diags, feasible=feasible)
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha: str) -> tuple[StagePlan, ...]:
+    m, q, p, b, r = s.model, s.quantization, s.parallelism, s.build, s.runtime
+    fetch = {"source": m.source, "tokenizer": m.tokenizer, "allow_pickle": m.allow_pickle,
+             "trust_remote_code": m.trust_remote_code}
+    stages: list[tuple[str, dict[str, Any]]] = [("fetch", fetch)]
+    if not gpu.reference:
+        ckpt: dict[str, Any] = {"architecture": dims.architecture, "decoder_type": arch.modelopt_decoder_type,
+                                "dtype": s.dtype, "weights": q.weights, "kv_cache": q.kv_cache,
+                                "tp": p.tp, "pp": p.pp}
+        if q.weights in ("int4_awq", "w4a8_awq"):
+            ckpt["awq_block_size"] = q.awq_block_size
+        if q.needs_calibration:
+            ckpt["calibration"] = q.calibration.model_dump(mode="json")
+        stages.append(("checkpoint", ckpt))
+        engine = {"gpu": gpu.key, "sm": gpu.sm, **b.model_dump(mode="json")}
+        engine["workers"] = b.workers or p.tp * p.pp
+        stages.append(("engine", engine))
+    repo = {"backend": "python-reference" if gpu.reference else "tensorrtllm", "world_size": p.tp * p.pp,
+            "max_seq_len": b.max_seq_len, "max_beam_width": b.max_beam_width,
+            "runtime": r.model_dump(mode="json"), "serving": s.serving.model_dump(mode="json")}
+    stages.append(("repository", repo))
+    out = []
+    upstream = config_sha
+    for name, params in stages:
+        key = _digest({"stage": name, "version": STAGE_VERSIONS[name], "params": params, "upstream": upstream})
+        out.append(StagePlan(name=name, params=params, key=key))
+        upstream = key
+    return tuple(out)
+
+
+def tokens_per_sequence(max_seq_len: int, tokens_per_block: int, beam: int) -> int:
+    return math.ceil(max_seq_len / tokens_per_block) * tokens_per_block * beam

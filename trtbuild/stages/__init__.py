@@ -1,0 +1,1 @@
+"""Build stages: fetch, checkpoint, engine, repository. Each: inputs → key → artifact."""
