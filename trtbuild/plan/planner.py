@@ -153,14 +153,16 @@ def _memory_findings(m: MemoryEstimate, s: Recipe, dims: ModelDims, gpu: GpuSpec
     tries = _fit_suggestions(s, dims, gpu, arch)
     hint = f"; try {' or '.join(tries)}" if tries else ""
     static = m.weights_bytes_per_rank + m.activation_bytes_per_rank + m.overhead_bytes_per_rank
+    frac = s.runtime.kv_cache.free_gpu_memory_fraction
+    breakdown = (f" (weights {gib(m.weights_bytes_per_rank)}, activations ~{gib(m.activation_bytes_per_rank)}, "
+                 f"runtime ~{gib(m.overhead_bytes_per_rank)}, KV for one sequence {gib(m.min_kv_bytes)} at "
+                 f"fraction {frac:g})")
     if static > m.gpu_memory_bytes:
-        msg = (f"needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has {gib(m.gpu_memory_bytes)}"
-               f" (weights {gib(m.weights_bytes_per_rank)}, activations ~{gib(m.activation_bytes_per_rank)}, "
-               f"runtime ~{gib(m.overhead_bytes_per_rank)}){hint}")
+        msg = f"needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has {gib(m.gpu_memory_bytes)}{hint}{breakdown}"
         return [Finding("memory.fit", "error", msg, "parallelism")]
     msg = (f"KV cache holds {m.kv_capacity_tokens} tokens, fewer than one sequence of {m.tokens_per_sequence} "
-           f"(max_seq_len x beam); needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has "
-           f"{gib(m.gpu_memory_bytes)}{hint}")
+           f"(max_seq_len x beam): needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has "
+           f"{gib(m.gpu_memory_bytes)}{hint}{breakdown}")
     return [Finding("memory.kv_capacity", "error", msg, "build.max_seq_len")]
 
 

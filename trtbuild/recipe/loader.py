@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from trtbuild.errors import Diagnostic, RecipeError, SourcePosition, UsageError
 from trtbuild.recipe.schema import SECTIONS_WITH_OVERRIDES, Recipe
-from trtbuild.recipe.suggest import describe_error
-from trtbuild.recipe.yamlpos import PositionMap, YamlLoadError, dotted, load_yaml_with_positions
+from trtbuild.recipe.suggest import describe_error, describe_union_error
+from trtbuild.recipe.yamlpos import PositionMap, YamlLoadError, dotted, load_yaml_with_positions, show_key
 
 Path_ = tuple[str | int, ...]
 
@@ -96,21 +96,37 @@ def _validate(data: dict[str, Any], positions: PositionMap, out: list[Diagnostic
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            path = _clean_loc(data, err["loc"], err["type"])
+        grouped: dict[Path_, list[dict[str, Any]]] = {}
+        errors = [dict(e) for e in exc.errors(include_url=False)]
+        cleaned = [_clean_loc(data, e["loc"], e["type"]) for e in errors]
+        for err, path in zip(errors, cleaned):
+            # A union member that the value clearly did not aim at (a literal tried against a
+            # mapping) is noise when another member reports a real problem at or below the path.
+            if (err["type"] == "literal_error" and isinstance(err.get("input"), dict)
+                    and len(path) < len(err["loc"])
+                    and any(o is not err and c[:len(path)] == path and o["type"] != "literal_error"
+                            for o, c in zip(errors, cleaned))):
+                continue
+            grouped.setdefault(path, []).append(err)
+        for path, errs in grouped.items():
             if override_of is not None:
                 gpu_name, override = override_of
                 # Only report errors caused by the override; the base recipe's own are reported once.
                 if not _touches(override, path):
                     continue
                 pos_path: Path_ = ("targets", gpu_name) + path
-                shown = "targets." + gpu_name + "." + dotted(path)
+                shown = dotted(("targets", gpu_name) + path)
             else:
                 pos_path = path
                 shown = dotted(path)
-            message = describe_error(err, path, data)
-            prefer_key = err["type"] == "extra_forbidden"
-            out.append(Diagnostic(message, path=shown, position=positions.at(pos_path, prefer_key=prefer_key)))
+            unions = [e for e in errs if len(_clean_loc(data, e["loc"], e["type"])) < len(e["loc"])]
+            if len(unions) > 1 and len(unions) == len(errs):
+                messages = [describe_union_error(errs, path, data)]
+            else:
+                messages = [describe_error(e, path, data) for e in errs]
+            prefer_key = any(e["type"] == "extra_forbidden" for e in errs)
+            for message in messages:
+                out.append(Diagnostic(message, path=shown, position=positions.at(pos_path, prefer_key=prefer_key)))
         return None
 
 
@@ -156,12 +172,12 @@ def _validate_targets(data: dict[str, Any], positions: PositionMap, out: list[Di
         pos = positions.at(("targets", name), prefer_key=True)
         if gpu is None:
             hint = did_you_mean(str(name), [n for g in all_gpus() for n in (g.key, *g.aliases)])
-            out.append(Diagnostic(f"unknown GPU '{name}'{hint}; `trtbuild gpus` lists them",
-                                  path=f"targets.{name}", position=pos))
+            out.append(Diagnostic(f"unknown GPU '{show_key(name)}'{hint}; `trtbuild gpus` lists them",
+                                  path=dotted(("targets", str(name))), position=pos))
             continue
         if gpu.key in seen:
-            out.append(Diagnostic(f"'{name}' and '{seen[gpu.key]}' both name {gpu.name}",
-                                  path=f"targets.{name}", position=pos))
+            out.append(Diagnostic(f"'{show_key(name)}' and '{show_key(seen[gpu.key])}' both name {gpu.name}",
+                                  path=dotted(("targets", str(name))), position=pos))
             continue
         seen[gpu.key] = str(name)
         if not isinstance(override, dict):

@@ -365,7 +365,7 @@ class Recipe(Section):
 
     recipe: Literal[1]
     """Recipe format version."""
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    name: str = Field(min_length=1, max_length=128)
     """Artifact name: lower-case letters, digits, `.`, `_`, `-`."""
     model: ModelSpec
     """The model to compile."""
@@ -387,6 +387,14 @@ class Recipe(Section):
     """How the engine stage runs TensorRT-LLM."""
     publish: Publish = Publish()
     """Where `trtbuild compile --publish` sends artifacts."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", v):
+            raise ValueError(f"must be lower-case letters, digits, '.', '_' or '-' and start with a letter or digit, "
+                             f"got {v!r}")
+        return v
 
 
 SECTIONS_WITH_OVERRIDES = ("quantization", "parallelism", "build", "runtime", "serving")

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from trtbuild.recipe.schema import BuildSettings, Recipe, RuntimeSettings, TargetOverride
+from trtbuild.recipe.yamlpos import show_key
 
 Path_ = tuple[str | int, ...]
 
@@ -109,7 +110,7 @@ def describe_error(err: Any, path: Path_, data: dict[str, Any]) -> str:
     """A one-line message for one pydantic error dict at the cleaned ``path``."""
     etype = err["type"]
     if etype == "extra_forbidden":
-        key = str(path[-1]) if path else "?"
+        key = show_key(path[-1]) if path else "?"
         parent = path[:-1]
         here = ".".join(str(p) for p in parent if isinstance(p, str))
         model = model_at(parent)
@@ -125,7 +126,7 @@ def describe_error(err: Any, path: Path_, data: dict[str, Any]) -> str:
             return f"unknown key '{key}'{section}{did_you_mean(key, allowed)}; valid keys: {', '.join(allowed)}"
         return f"unknown key '{key}'{section}"
     if etype == "missing":
-        return f"required key '{path[-1] if path else '?'}' is missing"
+        return f"required key '{show_key(path[-1]) if path else '?'}' is missing"
     if etype == "literal_error":
         expected = _expected_literals(err.get("ctx"))
         hint = did_you_mean(str(err.get("input")), expected) if isinstance(err.get("input"), str) else ""
@@ -137,6 +138,28 @@ def describe_error(err: Any, path: Path_, data: dict[str, Any]) -> str:
                  "string_type", "model_type", "dict_type", "tuple_type", "list_type", "int_from_float"):
         msg = f"{msg}, got {_short(err.get('input'))}"
     return msg
+
+
+def describe_union_error(errs: list[dict[str, Any]], path: Path_, data: dict[str, Any]) -> str:
+    """One message for a value that matched none of a union's members."""
+    options: list[str] = []
+    hint = ""
+    value = errs[0].get("input")
+    for e in errs:
+        if e["type"] == "literal_error":
+            lits = _expected_literals(e.get("ctx"))
+            options.append("one of " + ", ".join(f"'{x}'" for x in lits))
+            if isinstance(value, str) and not hint:
+                hint = did_you_mean(value, lits)
+        elif e["type"] in ("model_type", "dict_type", "model_attributes_type"):
+            options.append("a mapping")
+        elif len(e["loc"]) and path and e["loc"][-1] != path[-1]:
+            sub = describe_error(e, path, data)
+            options.append(f"a mapping whose '{e['loc'][-1]}': {sub}")
+        else:
+            options.append(describe_error(e, path, data))
+    unique = list(dict.fromkeys(options))
+    return f"expected {' or '.join(unique)}, got {_short(value)}{hint}"
 
 
 def _schema_path(parent: Path_) -> str:

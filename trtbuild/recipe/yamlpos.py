@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import re
+
 import yaml
 
 from trtbuild.errors import Diagnostic, SourcePosition
@@ -24,6 +26,9 @@ try:  # the C loader is much faster; fall back to pure Python
     _Loader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 @dataclass
@@ -76,6 +81,10 @@ class _Converter:
             raise YamlLoadError([Diagnostic(
                 f"nesting deeper than {MAX_DEPTH} levels", position=_pos(self.file, node.start_mark))])
         self.positions.values.setdefault(path, _pos(self.file, node.start_mark))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            self.errors.append(Diagnostic(f"unsupported YAML tag {node.tag!r}", path=_dotted(path),
+                                          position=_pos(self.file, node.start_mark)))
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -99,7 +108,7 @@ class _Converter:
             if key in out:
                 first = self.positions.keys.get(child)
                 where = f" (first at line {first.line})" if first else ""
-                self.errors.append(Diagnostic(f"duplicate key '{key}'{where}", path=_dotted(child),
+                self.errors.append(Diagnostic(f"duplicate key '{show_key(key)}'{where}", path=_dotted(child),
                                               position=_pos(self.file, key_node.start_mark)))
                 continue
             self.positions.keys[child] = _pos(self.file, key_node.start_mark)
@@ -119,10 +128,23 @@ class _Converter:
         return value
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+def show_key(key: object) -> str:
+    """A key as it can be shown on one line: plain keys as is, anything else quoted and escaped."""
+    text = str(key)
+    if _PLAIN_KEY.fullmatch(text):
+        return text
+    if text.isprintable():
+        return '"' + text.replace('"', '\\"') + '"'
+    return ascii(text)
+
+
 def _dotted(path: Path_) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{show_key(part)}" if out else show_key(part))
     return out
 
 
@@ -146,8 +168,16 @@ def load_yaml_with_positions(text: str, file: str) -> tuple[Any, PositionMap]:
         problem = exc.problem or "invalid YAML"
         context = f" ({exc.context})" if exc.context else ""
         raise YamlLoadError([Diagnostic(f"YAML syntax error: {problem}{context}", position=pos)]) from None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        col = exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise YamlLoadError([Diagnostic(f"YAML syntax error: special character {ascii(char)} is not allowed",
+                                        position=SourcePosition(file, line, col))]) from None
     except yaml.YAMLError as exc:
-        raise YamlLoadError([Diagnostic(f"YAML error: {exc}", position=SourcePosition(file, 1, 1))]) from None
+        first = " ".join(str(exc).split())
+        raise YamlLoadError([Diagnostic(f"YAML error: {first}", position=SourcePosition(file, 1, 1))]) from None
     except RecursionError:
         raise YamlLoadError([Diagnostic(f"nesting deeper than {MAX_DEPTH} levels",
                                         position=SourcePosition(file, 1, 1))]) from None

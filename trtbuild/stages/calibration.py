@@ -47,7 +47,7 @@ def load_calibration_texts(dataset: str, *, samples: int, seed: int) -> Calibrat
 
         texts: Sequence[str] = calibration_texts()
     elif dataset.startswith("hf://"):
-        texts = _hf_dataset_texts(dataset, limit=None)
+        texts = _hf_dataset_texts(dataset)
     else:
         texts = _file_texts(Path(dataset))
     return CalibrationTexts(source=dataset, texts=select_samples(texts, samples, seed), available=len(texts))
@@ -107,7 +107,7 @@ def _jsonl_texts(path: Path, content: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------- datasets
-def _hf_dataset_texts(dataset: str, *, limit: int | None) -> list[str]:
+def _hf_dataset_texts(dataset: str) -> list[str]:
     name = dataset[len("hf://"):]
     if not name:
         raise CheckpointError(f"{KEY}: {dataset!r} names no dataset")
@@ -129,7 +129,7 @@ def _hf_dataset_texts(dataset: str, *, limit: int | None) -> list[str]:
     texts = [t for t in ds[column] if isinstance(t, str) and t.strip()]
     if not texts:
         raise CheckpointError(f"{KEY}: {dataset} has no non-empty '{column}' values")
-    return texts[:limit] if limit else texts
+    return texts
 
 
 # ------------------------------------------------------------------------------------------ batches

@@ -134,8 +134,9 @@ def weight_files(path: Path, *, allow_pickle: bool) -> list[Path]:
     raise fetch_error(f"{path}: no weights (*.safetensors) found")
 
 
-def check_safetensors_file(path: Path) -> None:
-    """Check a safetensors file's framing without loading it: header length, JSON, data size."""
+def read_safetensors_header(path: Path) -> dict[str, dict[str, object]]:
+    """The tensor table of a safetensors file ({name: {dtype, shape, data_offsets}}), checked against
+    the file size; ``__metadata__`` is dropped. Needs no torch. Raises a fetch error naming the file."""
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
@@ -148,13 +149,20 @@ def check_safetensors_file(path: Path) -> None:
             header = json.loads(f.read(n).decode("utf-8"))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
-        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        header.pop("__metadata__", None)
+        ends = [int(v["data_offsets"][1]) for v in header.values()]
         expected = 8 + n + max(ends, default=0)
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as e:
         raise fetch_error(f"{path}: not a valid safetensors file ({e})") from None
     if expected != size:
         what = "truncated" if size < expected else "has trailing bytes"
         raise fetch_error(f"{path}: safetensors file is {what} ({size} bytes, header describes {expected})")
+    return header
+
+
+def check_safetensors_file(path: Path) -> None:
+    """Check a safetensors file's framing without loading it: header length, JSON, data size."""
+    read_safetensors_header(path)
 
 
 def _check_index(path: Path, safetensors: list[Path]) -> None:
