@@ -13,7 +13,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import PlanError, RecipeError, TrtbuildError, UsageError

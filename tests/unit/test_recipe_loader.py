@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from trtbuild.errors import RecipeError, UsageError
 from trtbuild.recipe.loader import load_recipe, parse_recipe
@@ -45,7 +46,7 @@ def test_minimal_recipe_gets_schema_defaults(tmp_path: Path) -> None:
 
 def test_recipe_is_frozen(tmp_path: Path) -> None:
     r = load_recipe(_write(tmp_path, MINIMAL)).recipe
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         r.name = "other"  # type: ignore[misc]
 
 

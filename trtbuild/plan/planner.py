@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict
 
 from trtbuild.catalog.architectures import ArchSpec, get_architecture
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
-from trtbuild.errors import PlanError
 from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
 from trtbuild.plan.model_config import ModelDims, load_model_config
 from trtbuild.plan.rules import FP8_FAMILY, Finding, RuleContext, run_rules
@@ -92,7 +91,7 @@ def resolve_settings(recipe: Recipe, dims: ModelDims, gpu: GpuSpec) -> tuple[Rec
     max_seq_len = b.max_seq_len or dims.max_position_embeddings
     fp8_fmha = b.fp8_context_fmha if b.fp8_context_fmha is not None else (
         q.weights in FP8_FAMILY and b.paged_context_fmha and not gpu.reference)
-    gemm = b.gemm_plugin
+    gemm: str = b.gemm_plugin
     if gemm == "auto":
         gemm = "nvfp4" if q.weights == "nvfp4" else dtype
     build = b.model_copy(update={"max_seq_len": max_seq_len, "fp8_context_fmha": fp8_fmha, "gemm_plugin": gemm})
@@ -137,9 +136,9 @@ def _fit_suggestions(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -
         if estimate_memory(_memory_inputs(s, dims, gpu, weights=fmt)).fits:
             out.append(f"quantization.weights: {fmt}")
             break
-    if not out and s.quantization.kv_cache == "none" and gpu.supports_kv("fp8"):
-        if estimate_memory(_memory_inputs(s, dims, gpu, kv_cache="fp8")).fits:
-            out.append("quantization.kv_cache: fp8")
+    if (not out and s.quantization.kv_cache == "none" and gpu.supports_kv("fp8")
+            and estimate_memory(_memory_inputs(s, dims, gpu, kv_cache="fp8")).fits):
+        out.append("quantization.kv_cache: fp8")
     if not out:
         shorter = max(256, (s.build.max_seq_len or dims.max_position_embeddings) // 4)
         if estimate_memory(_memory_inputs(s, dims, gpu, max_seq_len=shorter)).fits:
@@ -209,7 +208,7 @@ def make_plan(loaded: LoadedRecipe, gpu_name: str) -> BuildPlan:
     config_sha = _file_sha256(config_path)
     stages = _stages(settings, dims, gpu, arch, config_sha)
     feasible = not any(d.severity == "error" for d in diags)
-    memory = mem.to_json()
+    memory: dict[str, Any] = dict(mem.to_json())
     memory["estimated_fields"] = ["activation_bytes_per_rank", "overhead_bytes_per_rank"]
     if gpu.reference:
         memory.update({"kv_capacity_tokens": None, "max_concurrent_sequences": None, "fits": None})

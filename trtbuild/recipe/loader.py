@@ -97,7 +97,7 @@ def _validate(data: dict[str, Any], positions: PositionMap, out: list[Diagnostic
         return Recipe.model_validate(data)
     except ValidationError as exc:
         grouped: dict[Path_, list[dict[str, Any]]] = {}
-        errors = [dict(e) for e in exc.errors(include_url=False)]
+        errors: list[dict[str, Any]] = [dict(e) for e in exc.errors(include_url=False)]
         cleaned = [_clean_loc(data, e["loc"], e["type"]) for e in errors]
         for err, path in zip(errors, cleaned):
             # A union member that the value clearly did not aim at (a literal tried against a
@@ -136,10 +136,9 @@ def _clean_loc(data: Any, loc: tuple[Any, ...], err_type: str) -> Path_:
     node = data
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             out.append(part)
             node = node[part]
         elif last and err_type in ("missing", "extra_forbidden") and isinstance(part, (str, int)):

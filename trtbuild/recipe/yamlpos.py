@@ -7,10 +7,9 @@ an alias-heavy document ("billion laughs") or a deeply nested one can cause.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
-
-import re
 
 import yaml
 

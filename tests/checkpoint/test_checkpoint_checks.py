@@ -1,0 +1,156 @@
+"""Pure checks of the checkpoint stage: preflight layout rules, RoPE handling, config patching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from trtbuild.stages.checkpoint_checks import (
+    ModelDims,
+    config_problems,
+    expected_rank_tensors,
+    hf_rope,
+    normalize_rope_scaling,
+    patch_exported_config,
+    preflight_problems,
+)
+
+HF = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256, "intermediate_size": 512,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512,
+      "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                               "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
+DIMS = ModelDims.from_hf_config(HF)
+
+
+def problems(**kw: Any) -> list[str]:
+    args = {"weights": "fp8", "awq_block_size": 128, "tp": 1, "pp": 1, **kw}
+    return preflight_problems(DIMS, **args)
+
+
+def test_dims_from_config() -> None:
+    assert (DIMS.head_dim, DIMS.kv_heads, DIMS.qkv_bias, DIMS.rope_theta) == (64, 2, False, 500000.0)
+    qwen = ModelDims.from_hf_config({**HF, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"})
+    assert qwen.qkv_bias and not qwen.dense_bias
+
+
+def test_feasible_layouts_have_no_problems() -> None:
+    assert problems(tp=2) == [] and problems(tp=4) == []  # tp=4: the 2 KV heads are duplicated
+    assert problems(weights="int4_awq", tp=2, awq_block_size=128) == []
+    assert problems(weights="int4_awq", tp=4, awq_block_size=64) == []
+    assert problems(weights="nvfp4", tp=4) == [] and problems(pp=2) == []
+
+
+def test_tp_not_dividing_heads() -> None:
+    got = problems(tp=3)
+    assert got[0] == "parallelism.tp: 3 does not divide num_attention_heads 4 (config.json)"
+    assert any("num_key_value_heads 2" in p for p in got)
+    assert any("intermediate_size 512" in p for p in got)
+
+
+def test_pp_not_dividing_layers() -> None:
+    assert problems(pp=3) == ["parallelism.pp: 3 does not divide num_hidden_layers 2 (config.json)"]
+
+
+def test_awq_block_not_dividing_per_rank_input() -> None:
+    assert problems(weights="int4_awq", tp=4, awq_block_size=128) == [
+        "quantization.awq_block_size: 128 does not divide the per-rank input dimension 64 of "
+        "attention.dense (heads*head_dim/tp) at tp=4"]
+    assert len(problems(weights="w4a8_awq", tp=4, awq_block_size=128)) == 1
+    assert problems(weights="fp8", tp=4, awq_block_size=128) == []  # block size only matters for AWQ
+
+
+def test_nvfp4_block() -> None:
+    dims = ModelDims.from_hf_config({**HF, "hidden_size": 200, "num_attention_heads": 4, "head_dim": 64,
+                                     "intermediate_size": 520})
+    got = preflight_problems(dims, weights="nvfp4", awq_block_size=128, tp=1, pp=1)
+    assert got == ["quantization.weights: nvfp4 needs per-rank input dimensions divisible by 16; "
+                   "qkv/fc/gate (hidden_size) is 200 at tp=1",
+                   "quantization.weights: nvfp4 needs per-rank input dimensions divisible by 16; "
+                   "mlp.proj (intermediate_size/tp) is 520 at tp=1"]
+
+
+def test_rope_from_transformers5_layout() -> None:
+    cfg = {"rope_parameters": {"rope_theta": 500000, "rope_type": "llama3", "factor": 8, "low_freq_factor": 1,
+                               "high_freq_factor": 4, "original_max_position_embeddings": 8192}}
+    theta, scaling = hf_rope(cfg)
+    assert theta == 500000.0
+    assert normalize_rope_scaling(scaling) == normalize_rope_scaling(HF["rope_scaling"])
+    assert hf_rope({"rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}}) == (1e6, None)
+    assert hf_rope({}) == (10000.0, None)
+    assert normalize_rope_scaling({"type": "linear", "factor": 2}) == {"rope_type": "linear", "factor": 2.0}
+
+
+EXPORTED = {"architecture": "LlamaForCausalLM", "dtype": "float16", "num_hidden_layers": 2, "hidden_size": 256,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "intermediate_size": 512,
+            "head_size": 64, "mapping": {"world_size": 2, "tp_size": 2, "pp_size": 1},
+            "quantization": {"quant_algo": None, "kv_cache_quant_algo": None}}
+
+
+def check(config: dict[str, Any], weights: str = "none", kv: str = "none") -> list[str]:
+    return config_problems(config, DIMS, architecture="LlamaForCausalLM", dtype="float16", weights=weights,
+                           kv_cache=kv, awq_block_size=128, tp=2, pp=1)
+
+
+def test_patch_restores_dropped_rope_fields() -> None:
+    # transformers 5 makes ModelOpt drop rotary_base/rotary_scaling silently: the patch must restore them.
+    assert {p.split(" is ")[0] for p in check(EXPORTED)} == {"config.json: rotary_base", "config.json: rotary_scaling"}
+    patched = patch_exported_config(EXPORTED, DIMS, HF, architecture="LlamaForCausalLM", weights="none",
+                                    kv_cache="none", decoder_type="llama")
+    assert patched["rotary_base"] == 500000.0 and patched["rotary_scaling"]["rope_type"] == "llama3"
+    assert check(patched) == []
+    assert "rotary_base" not in EXPORTED  # the input is not modified
+
+
+def test_wrong_rope_is_not_masked_by_the_patch() -> None:
+    wrong = {**EXPORTED, "rotary_base": 10000.0, "rotary_scaling": None}
+    patched = patch_exported_config(wrong, DIMS, HF, architecture="LlamaForCausalLM", weights="none",
+                                    kv_cache="none", decoder_type="llama")
+    assert check(patched)[0] == "config.json: rotary_base is 10000.0, expected 500000.0 (HF rope_theta)"
+
+
+def test_patch_weight_only_and_kv_reset() -> None:
+    cfg = {**EXPORTED, "quantization": {"quant_algo": None, "kv_cache_quant_algo": "FP8"}}
+    patched = patch_exported_config(cfg, DIMS, HF, architecture="LlamaForCausalLM", weights="int4_wo",
+                                    kv_cache="none", decoder_type="llama")
+    assert patched["quantization"] == {"quant_algo": "W4A16", "kv_cache_quant_algo": None}
+    assert check(patched, weights="int4_wo") == []
+    assert check(patched, weights="int8_wo") == [
+        "config.json: quantization.quant_algo is 'W4A16', expected 'W8A16'"]
+
+
+def test_mapping_and_quant_mismatches_are_reported() -> None:
+    cfg = patch_exported_config(EXPORTED, DIMS, HF, architecture="LlamaForCausalLM", weights="none",
+                                kv_cache="none", decoder_type="llama")
+    cfg = {**cfg, "mapping": {"world_size": 1, "tp_size": 1, "pp_size": 1}, "dtype": "bfloat16"}
+    got = check(cfg, weights="fp8", kv="fp8")
+    assert "config.json: dtype is 'bfloat16', expected 'float16'" in got
+    assert "config.json: mapping.world_size is 1, expected 2" in got
+    assert "config.json: quantization.quant_algo is None, expected 'FP8'" in got
+    assert "config.json: quantization.kv_cache_quant_algo is None, expected 'FP8'" in got
+
+
+@pytest.mark.parametrize("weights, shape, dtypes", [
+    ("none", (256, 256), {"F16"}), ("fp8", (256, 256), {"F8_E4M3"}), ("int8_sq", (256, 256), {"I8"}),
+    ("int4_awq", (128, 256), {"I8", "U8"}), ("nvfp4", (256, 128), {"U8"}),
+])
+def test_expected_qkv_shape_per_rank(weights: str, shape: tuple[int, int], dtypes: set[str]) -> None:
+    # qkv rows per rank at tp=2: (4 heads + 2 * 2 KV heads) / 2 * 64 = 256
+    req, _ = expected_rank_tensors(DIMS, {"use_parallel_embedding": True}, rank=1, dtype="float16",
+                                   weights=weights, kv_cache="none", awq_block_size=128, tp=2, pp=1)
+    assert req["transformer.layers.0.attention.qkv.weight"] == (shape, frozenset(dtypes))
+    assert req["transformer.vocab_embedding.weight"][0] == (256, 256)
+
+
+def test_expected_kv_duplication_and_pp_split() -> None:
+    req, _ = expected_rank_tensors(DIMS, {}, rank=3, dtype="float16", weights="fp8", kv_cache="fp8",
+                                   awq_block_size=128, tp=4, pp=1)
+    assert req["transformer.layers.0.attention.qkv.weight"][0] == (192, 256)  # 1 q head + 2 * 1 KV head
+    assert "transformer.layers.1.attention.kv_cache_scaling_factor" in req
+    first, _ = expected_rank_tensors(DIMS, {}, rank=0, dtype="float16", weights="none", kv_cache="none",
+                                     awq_block_size=128, tp=1, pp=2)
+    last, _ = expected_rank_tensors(DIMS, {}, rank=1, dtype="float16", weights="none", kv_cache="none",
+                                    awq_block_size=128, tp=1, pp=2)
+    assert "transformer.vocab_embedding.weight" in first and "lm_head.weight" not in first
+    assert "lm_head.weight" in last and "transformer.ln_f.weight" in last
+    assert not any(".layers.1." in k for k in list(first) + list(last))  # one local layer per stage
