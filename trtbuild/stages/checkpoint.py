@@ -152,7 +152,7 @@ class CheckpointManifest:
         return {
             "format": MANIFEST_FORMAT, "stage_version": STAGE_VERSION,
             "quant_algo": self.quant_algo, "kv_cache_quant_algo": self.kv_cache_quant_algo,
-            "world_size": self.world_size, "device": self.device, "wall_s": round(self.wall_s, 3),
+            "world_size": self.world_size, "device": self.device, "wall_s": self.wall_s,
             "versions": dict(self.versions), "inputs": dict(self.inputs), "calibration": dict(self.calibration),
             "input_files": [f._asdict() for f in self.input_files],
             "files": [f._asdict() for f in self.files],
@@ -244,9 +244,9 @@ def run_checkpoint(inputs: CheckpointInputs, out_dir: Path, *, progress: Progres
         manifest = CheckpointManifest(
             out_dir=out_dir, quant_algo=quant.get("quant_algo"), kv_cache_quant_algo=quant.get("kv_cache_quant_algo"),
             world_size=inputs.tp * inputs.pp, files=_digest_dir(stage), input_files=input_files,
-            versions=driver.toolchain_versions(), device=device, wall_s=time.monotonic() - started,
+            versions=driver.toolchain_versions(), device=device, wall_s=round(time.monotonic() - started, 3),
             calibration=tuple(sorted(calib_info.items())),
-            inputs=tuple(sorted({**inputs.to_json(), "input_files": None}.items())))
+            inputs=tuple(sorted((k, v) for k, v in inputs.to_json().items() if k != "input_files")))
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
 
