@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from trtbuild.errors import StageError
 from trtbuild.fsutil import sha256_file
 
 Hasher = Callable[[Path], str]
@@ -68,6 +70,7 @@ class StatCache:
         self._racy_ns = int(racy_window_s * 1e9)
         self._clock = clock
         self._local = threading.local()
+        self._broken = False
         self.hits = 0
         self.misses = 0
 
@@ -79,17 +82,21 @@ class StatCache:
     # -- sqlite, one connection per thread, opened lazily (no I/O at construction) -------------
     def _db(self) -> sqlite3.Connection | None:
         conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn  # type: ignore[no-any-return]
+        if getattr(self._local, "pid", None) != os.getpid():
+            conn = None  # a connection must not cross fork()
+        if conn is not None or self._broken:
+            return conn
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
-        except sqlite3.Error:
-            return None  # an unusable cache only costs re-reads
+        except (sqlite3.Error, OSError):
+            self._broken = True  # an unusable cache only costs re-reads
+            return None
         self._local.conn = conn
+        self._local.pid = os.getpid()
         return conn
 
     def close(self) -> None:
@@ -182,3 +189,22 @@ def digest_tree(root: Path, cache: StatCache | None = None) -> dict[str, str]:
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a directory")
     return {rel: file_digest(p, cache) for rel, p in iter_tree_files(root)}
+
+
+def scan_tree(data: Path) -> tuple[list[tuple[str, Path]], dict[str, str]]:
+    """Regular files (sorted) and symlinks (not followed) below ``data``; anything else is refused."""
+    files: list[tuple[str, Path]] = []
+    links: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(data):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = p.relative_to(data).as_posix()
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                links[rel] = os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                files.append((rel, p))
+            elif not stat.S_ISDIR(st.st_mode):
+                raise StageError("cache", f"{rel}: not a regular file, directory or symlink")
+    files.sort(key=lambda t: t[0])
+    return files, dict(sorted(links.items()))

@@ -17,7 +17,9 @@ mtime is the entry's last use (``get`` touches it) and drives ``gc``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import filelock
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from trtbuild.cache.digests import Hasher, StatCache, iter_tree_files
+from trtbuild.cache.digests import Hasher, StatCache, scan_tree
 from trtbuild.errors import StageError, UsageError
 from trtbuild.fsutil import sha256_file, staged_dir, write_atomic
 
@@ -83,7 +85,9 @@ class EntryManifest(BaseModel):
     created: float
     """Unix time the entry was completed."""
     files: dict[str, FileRecord]
-    """Every file under ``data/`` by POSIX relative path."""
+    """Every regular file under ``data/`` by POSIX relative path."""
+    links: dict[str, str] = {}
+    """Relative symlinks under ``data/`` (path → target); they never point outside ``data/``."""
     meta: dict[str, Any] = {}
     """Whatever the caller passed to ``put`` (stage params, tool versions); informational."""
 
@@ -127,7 +131,7 @@ class Problem:
     key: str
     path: str
     kind: str
-    """``manifest`` (unreadable), ``missing``, ``not-a-file``, ``size``, ``digest``, ``unexpected``."""
+    """``manifest`` (unreadable), ``missing``, ``not-a-file``, ``size``, ``digest``, ``link``, ``unexpected``."""
     detail: str = ""
 
     def format(self) -> str:
@@ -189,6 +193,8 @@ class Store:
 
     def _quick_ok(self, root: Path, m: EntryManifest) -> bool:
         data = root / DATA_DIR
+        if any(not os.path.islink(data / rel) for rel in m.links):
+            return False
         for rel, rec in m.files.items():
             try:
                 st = os.lstat(data / rel)
@@ -207,10 +213,8 @@ class Store:
         mpath = root / MANIFEST_NAME
         if touch:
             now = self._clock()
-            try:
+            with contextlib.suppress(OSError):
                 os.utime(mpath, (now, now))
-            except OSError:
-                pass
         try:
             last_used = mpath.stat().st_mtime
         except OSError:
@@ -286,31 +290,30 @@ class Store:
                     src = Path(source)
                     if not src.is_dir():
                         raise UsageError(f"{src}: not a directory")
-                    shutil.copytree(src, data, symlinks=False)
-                files = self._record(data)
-                m = EntryManifest(stage=stage, key=key, created=self._clock(), files=files,
+                    shutil.copytree(src, data, symlinks=True)
+                files, links = self._record(stage, data)
+                m = EntryManifest(stage=stage, key=key, created=self._clock(), files=files, links=links,
                                   meta=dict(meta or {}))
                 write_atomic(root / MANIFEST_NAME, m.model_dump_json(indent=1))
             return final / DATA_DIR
         finally:
             lock.release()
 
-    def _record(self, data: Path) -> dict[str, FileRecord]:
-        for dirpath, dirnames, filenames in os.walk(data):
-            for name in dirnames + filenames:
-                p = Path(dirpath) / name
-                if p.is_symlink() or not (p.is_dir() or p.is_file()):
-                    rel = p.relative_to(data).as_posix()
-                    raise StageError("cache", f"{rel}: cache entries hold regular files and directories only")
+    def _record(self, stage: str, data: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
+        paths, links = scan_tree(data)
+        for rel, target in links.items():
+            logical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+            if target.startswith("/") or logical == ".." or logical.startswith("../"):
+                raise StageError(stage, f"{rel}: symlink to {target!r} points outside the artifact")
         files: dict[str, FileRecord] = {}
-        for rel, p in iter_tree_files(data):
+        for rel, p in paths:
             files[rel] = FileRecord(sha256=self._hasher(p), size=p.stat().st_size)
             fd = os.open(p, os.O_RDONLY)  # make the content durable before the entry becomes visible
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        return files
+        return files, links
 
     def remove(self, stage: str, key: str) -> bool:
         """Remove an entry unless a put of its key is running; True if it was removed."""
@@ -351,10 +354,20 @@ class Store:
                 out.append(Problem(stage, key, rel, "size", f"expected {rec.size}, found {p.stat().st_size}"))
             elif (got := self._hasher(p)) != rec.sha256:
                 out.append(Problem(stage, key, rel, "digest", f"expected {rec.sha256[:16]}…, found {got[:16]}…"))
+        for rel, target in sorted(m.links.items()):
+            p = data / rel
+            if not p.is_symlink():
+                out.append(Problem(stage, key, rel, "missing", "symlink"))
+            elif os.readlink(p) != target:
+                out.append(Problem(stage, key, rel, "link", f"expected -> {target}, found -> {os.readlink(p)}"))
         if data.is_dir():
-            for rel, _ in iter_tree_files(data):
-                if rel not in m.files:
-                    out.append(Problem(stage, key, rel, "unexpected", "file not in the manifest"))
+            try:
+                paths, links = scan_tree(data)
+            except StageError as exc:
+                return [*out, Problem(stage, key, "", "unexpected", str(exc))]
+            for rel in sorted({r for r, _ in paths} | set(links)):
+                if rel not in m.files and rel not in m.links:
+                    out.append(Problem(stage, key, rel, "unexpected", "not in the manifest"))
         return out
 
     def gc(self, **kw: Any) -> GcReport:

@@ -8,4 +8,6 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
-    return []
+    from trtbuild.commands import cache, checkpoint, engine, publish
+
+    return [checkpoint.register, cache.register, engine.register, publish.register]

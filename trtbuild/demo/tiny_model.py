@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +48,34 @@ LLAMA3_ROPE_SCALING = {
 }
 
 
+@dataclass(frozen=True)
+class ModelSize:
+    """Dimensions of a generated model (the tiny defaults; benchmarks use larger ones)."""
+
+    vocab: int = VOCAB_SIZE
+    hidden: int = HIDDEN_SIZE
+    intermediate: int = INTERMEDIATE_SIZE
+    layers: int = NUM_LAYERS
+    heads: int = NUM_HEADS
+    kv_heads: int = NUM_KV_HEADS
+
+
 def make_tiny_model(out_dir: Path, *, family: str = "llama", llama3_rope: bool = True, seed: int = 0,
-                    dtype: str = "float16") -> Path:
+                    dtype: str = "float16", size: ModelSize = ModelSize()) -> Path:
     """Write a tiny HF checkpoint into ``out_dir`` (replaced atomically) and return it.
 
     ``family``: ``llama`` (LlamaForCausalLM) or ``qwen2`` (Qwen2ForCausalLM, with q/k/v bias).
     ``llama3_rope`` (llama only): rope_theta 500000 and Llama-3 rope_scaling; otherwise theta 10000.
+    ``size``: other dimensions (e.g. a ~150M-parameter model for benchmarks); the tokenizer keeps
+    its 512 tokens, so a larger vocab simply has rows no text maps to.
     """
     if family not in FAMILIES:
         raise UsageError(f"unknown tiny model family {family!r}; expected one of {', '.join(FAMILIES)}")
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r} for the tiny model; expected one of {', '.join(DTYPES)}")
-    config = _model_config(family, llama3_rope=llama3_rope and family == "llama", dtype=dtype)
+    if size.vocab < VOCAB_SIZE or size.hidden % size.heads or size.heads % size.kv_heads:
+        raise UsageError(f"inconsistent model size {size}: vocab >= {VOCAB_SIZE}, heads | hidden, kv_heads | heads")
+    config = _model_config(family, llama3_rope=llama3_rope and family == "llama", dtype=dtype, size=size)
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as stage:
         _write_tokenizer(stage)
@@ -74,14 +91,14 @@ def make_tiny_model(out_dir: Path, *, family: str = "llama", llama3_rope: bool =
 
 
 # ------------------------------------------------------------------------------------------ config
-def _model_config(family: str, *, llama3_rope: bool, dtype: str) -> dict[str, Any]:
+def _model_config(family: str, *, llama3_rope: bool, dtype: str, size: ModelSize) -> dict[str, Any]:
     common: dict[str, Any] = {
-        "vocab_size": VOCAB_SIZE,
-        "hidden_size": HIDDEN_SIZE,
-        "intermediate_size": INTERMEDIATE_SIZE,
-        "num_hidden_layers": NUM_LAYERS,
-        "num_attention_heads": NUM_HEADS,
-        "num_key_value_heads": NUM_KV_HEADS,
+        "vocab_size": size.vocab,
+        "hidden_size": size.hidden,
+        "intermediate_size": size.intermediate,
+        "num_hidden_layers": size.layers,
+        "num_attention_heads": size.heads,
+        "num_key_value_heads": size.kv_heads,
         "hidden_act": "silu",
         "initializer_range": 0.02,
         "attention_dropout": 0.0,
@@ -97,7 +114,7 @@ def _model_config(family: str, *, llama3_rope: bool, dtype: str) -> dict[str, An
             "architectures": ["LlamaForCausalLM"],
             "model_type": "llama",
             **common,
-            "head_dim": HEAD_DIM,
+            "head_dim": size.hidden // size.heads,
             "max_position_embeddings": 16384 if llama3_rope else 4096,
             "rms_norm_eps": 1e-5,
             "attention_bias": False,
@@ -116,7 +133,7 @@ def _model_config(family: str, *, llama3_rope: bool, dtype: str) -> dict[str, An
         "rope_scaling": None,
         "use_sliding_window": False,
         "sliding_window": None,
-        "max_window_layers": NUM_LAYERS,
+        "max_window_layers": size.layers,
     }
 
 

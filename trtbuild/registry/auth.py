@@ -103,9 +103,9 @@ def _from_auth_entry(entry: Mapping[str, object]) -> Credentials | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
         return Credentials(user, secret, source="docker config auths") if user else None
-    user, secret = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and isinstance(secret, str) and user:
-        return Credentials(user, secret, source="docker config auths")
+    name, password = entry.get("username"), entry.get("password")
+    if isinstance(name, str) and isinstance(password, str) and name:
+        return Credentials(name, password, source="docker config auths")
     return None
 
 

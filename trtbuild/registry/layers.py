@@ -121,7 +121,7 @@ def extract_tar(tar_path: Path, root: Path, *, prefix: str) -> list[str]:
     seen: set[str] = set()
     links: list[tuple[str, str]] = []
     try:
-        tar = tarfile.open(tar_path, "r:")
+        tar = tarfile.open(tar_path, "r:")  # noqa: SIM115 -- closed by the `with` below
     except tarfile.TarError as exc:
         raise PublishError(f"layer {prefix!r} is not a valid tar: {exc}") from None
     with tar:

@@ -37,11 +37,12 @@ from trtbuild.stages.checkpoint_checks import (
     QUANT_ALGOS,
     SUPPORTED_ARCHITECTURES,
     ModelDims,
+    hf_weight_problems,
     patch_exported_config,
     preflight_problems,
     verify_export,
 )
-from trtbuild.stages.fetch import FileDigest, model_files
+from trtbuild.stages.fetch import FileDigest, model_files, read_safetensors_header, weight_files
 
 if TYPE_CHECKING:
     from trtbuild.recipe.schema import ModelSpec, Parallelism, Quantization
@@ -200,9 +201,17 @@ def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims]:
     if problems:
         raise CheckpointError("\n  ".join(["the model cannot be laid out as requested:", *problems]))
     try:
-        model_files(inputs.model_dir, allow_pickle=inputs.allow_pickle)
+        weights = weight_files(inputs.model_dir, allow_pickle=inputs.allow_pickle)
+        tensors: dict[str, tuple[tuple[int, ...], str]] = {
+            name: (tuple(info["shape"]), str(path))
+            for path in weights if path.suffix == ".safetensors"
+            for name, info in read_safetensors_header(path).items()}
     except StageError as e:  # fetch errors name the directory or file; re-raise as this stage's error
         raise CheckpointError(str(e).removeprefix("fetch: ")) from None
+    if tensors:
+        problems = hf_weight_problems(dims, tensors, tied_embeddings=bool(hf_cfg.get("tie_word_embeddings")))
+        if problems:
+            raise CheckpointError("\n  ".join([f"{inputs.model_dir}: weights do not match config.json:", *problems]))
     tokenizer_files(inputs.tokenizer_dir or inputs.model_dir, trust_remote_code=inputs.trust_remote_code)
     return hf_cfg, dims
 

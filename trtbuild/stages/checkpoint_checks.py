@@ -73,7 +73,8 @@ class ModelDims:
 
 def hf_rope(cfg: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
     """(rope_theta, rope_scaling) from an HF config, in the transformers 4.x or 5.x layout."""
-    params = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
+    raw = cfg.get("rope_parameters")
+    params: dict[str, Any] = raw if isinstance(raw, dict) else {}
     theta = cfg.get("rope_theta", params.get("rope_theta"))
     scaling = cfg.get("rope_scaling")
     if scaling is None and params.get("rope_type", "default") != "default":
@@ -130,6 +131,40 @@ def preflight_problems(dims: ModelDims, *, weights: str, awq_block_size: int, tp
             if n % NVFP4_BLOCK:
                 problems.append(f"quantization.weights: nvfp4 needs per-rank input dimensions divisible by "
                                 f"{NVFP4_BLOCK}; {what} is {n} at tp={tp}")
+    return problems
+
+
+def hf_weight_shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
+    """The tensors a Llama/Qwen2 HF checkpoint must hold (lm_head aside), with their shapes."""
+    h, i, q, kv = dims.hidden, dims.intermediate, dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (dims.vocab, h), "model.norm.weight": (h,)}
+    for n in range(dims.layers):
+        p = f"model.layers.{n}."
+        shapes.update({
+            p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
+            p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv, h),
+            p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, q),
+            p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h), p + "mlp.down_proj.weight": (h, i),
+        })
+        if dims.qkv_bias:
+            shapes.update({p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
+                           p + "self_attn.v_proj.bias": (kv,)})
+    return shapes
+
+
+def hf_weight_problems(dims: ModelDims, tensors: dict[str, tuple[tuple[int, ...], str]], *,
+                       tied_embeddings: bool) -> list[str]:
+    """Compare safetensors headers ({name: (shape, file)}) with config.json, naming file and tensor."""
+    expected = hf_weight_shapes(dims)
+    if not tied_embeddings:
+        expected["lm_head.weight"] = (dims.vocab, dims.hidden)
+    problems = []
+    for name, shape in expected.items():
+        if name not in tensors:
+            problems.append(f"tensor {name} is missing from the safetensors files")
+        elif tensors[name][0] != shape:
+            problems.append(f"{tensors[name][1]}: tensor {name} has shape {list(tensors[name][0])}, "
+                            f"config.json implies {list(shape)}")
     return problems
 
 
@@ -201,16 +236,15 @@ def _linear_tensors(prefix: str, out_r: int, in_r: int, *, weights: str, awq_blo
                     wdtype: str, bias: bool) -> dict[str, tuple[tuple[int, ...], frozenset[str]]]:
     """Expected tensors of one exported linear layer on one rank: name → (shape, allowed dtypes)."""
     floats = frozenset({"F16", "BF16", "F32"})
-    one = lambda d: frozenset({d})  # noqa: E731
     t: dict[str, tuple[tuple[int, ...], frozenset[str]]] = {}
     if weights in ("none", "int8_wo", "int4_wo"):
-        t["weight"] = ((out_r, in_r), one(wdtype))
+        t["weight"] = ((out_r, in_r), frozenset({wdtype}))
     elif weights == "fp8":
-        t["weight"] = ((out_r, in_r), one("F8_E4M3"))
-        t["weights_scaling_factor"] = (_SCALAR, one("F32"))
-        t["activation_scaling_factor"] = (_SCALAR, one("F32"))
+        t["weight"] = ((out_r, in_r), frozenset({"F8_E4M3"}))
+        t["weights_scaling_factor"] = (_SCALAR, frozenset({"F32"}))
+        t["activation_scaling_factor"] = (_SCALAR, frozenset({"F32"}))
     elif weights == "int8_sq":
-        t["weight"] = ((out_r, in_r), one("I8"))
+        t["weight"] = ((out_r, in_r), frozenset({"I8"}))
         t["weights_scaling_factor"] = ((out_r,), floats)
         t["activation_scaling_factor"] = (_SCALAR, floats)
         t["prequant_scaling_factor"] = ((in_r,), floats)
@@ -222,12 +256,12 @@ def _linear_tensors(prefix: str, out_r: int, in_r: int, *, weights: str, awq_blo
             t["activation_scaling_factor"] = (_SCALAR, floats)
             t["weights_scaling_factor_2"] = (_SCALAR, floats)
     elif weights == "nvfp4":
-        t["weight"] = ((out_r, in_r // 2), one("U8"))
-        t["weights_scaling_factor"] = ((out_r, in_r // NVFP4_BLOCK), one("F8_E4M3"))
-        t["weights_scaling_factor_2"] = (_SCALAR, one("F32"))
-        t["activation_scaling_factor"] = (_SCALAR, one("F32"))
+        t["weight"] = ((out_r, in_r // 2), frozenset({"U8"}))
+        t["weights_scaling_factor"] = ((out_r, in_r // NVFP4_BLOCK), frozenset({"F8_E4M3"}))
+        t["weights_scaling_factor_2"] = (_SCALAR, frozenset({"F32"}))
+        t["activation_scaling_factor"] = (_SCALAR, frozenset({"F32"}))
     if bias:
-        t["bias"] = ((out_r,), one(wdtype))
+        t["bias"] = ((out_r,), frozenset({wdtype}))
     return {prefix + k: v for k, v in t.items()}
 
 
@@ -240,7 +274,6 @@ def expected_rank_tensors(dims: ModelDims, config: dict[str, Any], *, rank: int,
     h, hd = dims.hidden, dims.head_dim
     q_r, kv_r = dims.heads // tp * hd, kv_heads_per_rank(dims, tp) * hd
     i_r = dims.intermediate // tp
-    lin = {"weights": weights, "awq_block_size": awq_block_size, "wdtype": wd}
     req: dict[str, tuple[tuple[int, ...], frozenset[str]]] = {}
     optional: set[str] = set()
     vocab_r = math.ceil(dims.vocab / tp)
@@ -254,11 +287,13 @@ def expected_rank_tensors(dims: ModelDims, config: dict[str, Any], *, rank: int,
         p = f"transformer.layers.{n}."
         req[p + "input_layernorm.weight"] = ((h,), frozenset({wd}))
         req[p + "post_layernorm.weight"] = ((h,), frozenset({wd}))
-        req.update(_linear_tensors(p + "attention.qkv.", q_r + 2 * kv_r, h, bias=dims.qkv_bias, **lin))
-        req.update(_linear_tensors(p + "attention.dense.", h, q_r, bias=False, **lin))
-        req.update(_linear_tensors(p + "mlp.fc.", i_r, h, bias=dims.mlp_bias, **lin))
-        req.update(_linear_tensors(p + "mlp.gate.", i_r, h, bias=dims.mlp_bias, **lin))
-        req.update(_linear_tensors(p + "mlp.proj.", h, i_r, bias=False, **lin))
+        for name, out_r, in_r, bias in (("attention.qkv.", q_r + 2 * kv_r, h, dims.qkv_bias),
+                                        ("attention.dense.", h, q_r, False),
+                                        ("mlp.fc.", i_r, h, dims.mlp_bias),
+                                        ("mlp.gate.", i_r, h, dims.mlp_bias),
+                                        ("mlp.proj.", h, i_r, False)):
+            req.update(_linear_tensors(p + name, out_r, in_r, weights=weights, awq_block_size=awq_block_size,
+                                       wdtype=wd, bias=bias))
         if dims.dense_bias:
             req[p + "attention.dense.bias"] = ((h,), frozenset({wd}))
         if dims.mlp_bias:
@@ -279,7 +314,8 @@ def tensor_problems(rank_file: Path, expected: dict[str, tuple[tuple[int, ...], 
         if info is None:
             problems.append(f"{rank_file.name}: missing tensor {name}")
             continue
-        got_shape, got_dtype = tuple(info["shape"]), str(info["dtype"])
+        got_shape: tuple[int, ...] = tuple(info["shape"])
+        got_dtype = str(info["dtype"])
         ok_shape = math.prod(got_shape) == 1 if shape == _SCALAR else got_shape == shape
         if not ok_shape:
             problems.append(f"{rank_file.name}: {name} has shape {list(got_shape)}, expected {list(shape) or 'a scalar'}")

@@ -8,7 +8,6 @@ depend on the tool's defaults. The contract tests check every command the planne
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,15 +79,15 @@ def build_command(plan: BuildPlan, checkpoint_dir: Path, output_dir: Path, *,
     return argv
 
 
-def timing_cache_name(plan: BuildPlan, trtllm_version: str | None) -> str:
-    """One timing cache per target GPU, SM and toolchain version (TensorRT rejects foreign caches anyway)."""
+def timing_cache_name(plan: BuildPlan) -> str:
+    """One timing cache per target GPU and SM. TensorRT timings are also specific to the TensorRT version:
+    the engine stage keeps a sidecar recording the toolchain and drops a cache written by another one."""
     target = plan.target
-    version = re.sub(r"[^A-Za-z0-9.]+", "_", trtllm_version or "unknown")
-    return f"{target['key']}-sm{target['sm']}-trtllm{version}.cache"
+    return f"{target['key']}-sm{target['sm']}.cache"
 
 
-def timing_cache_path(cache_root: Path, plan: BuildPlan, trtllm_version: str | None) -> Path | None:
+def timing_cache_path(cache_root: Path, plan: BuildPlan) -> Path | None:
     """Where ``plan``'s builds keep their timing cache under ``cache_root``; None when the plan opts out."""
     if not engine_params(plan).get("timing_cache", False):
         return None
-    return Path(cache_root) / "timing-cache" / timing_cache_name(plan, trtllm_version)
+    return Path(cache_root) / "timing-cache" / timing_cache_name(plan)

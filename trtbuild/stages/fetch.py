@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from trtbuild.errors import StageError
 from trtbuild.fsutil import sha256_file
@@ -134,7 +134,7 @@ def weight_files(path: Path, *, allow_pickle: bool) -> list[Path]:
     raise fetch_error(f"{path}: no weights (*.safetensors) found")
 
 
-def read_safetensors_header(path: Path) -> dict[str, dict[str, object]]:
+def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
     """The tensor table of a safetensors file ({name: {dtype, shape, data_offsets}}), checked against
     the file size; ``__metadata__`` is dropped. Needs no torch. Raises a fetch error naming the file."""
     size = path.stat().st_size

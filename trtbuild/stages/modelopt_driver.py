@@ -82,11 +82,13 @@ def toolchain_versions() -> tuple[tuple[str, str], ...]:
 
 # --------------------------------------------------------------------------------------------- load
 def load_model_and_tokenizer(inputs: CheckpointInputs, *, device: str, progress: Progress) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import transformers
 
+    auto_model: Any = transformers.AutoModelForCausalLM
+    auto_tokenizer: Any = transformers.AutoTokenizer
     task = progress.start(f"load {inputs.model_dir.name} ({inputs.dtype}) on {device}")
     with library_errors(f"load the model from {inputs.model_dir}"):
-        model = AutoModelForCausalLM.from_pretrained(
+        model = auto_model.from_pretrained(
             str(inputs.model_dir), dtype=getattr(torch, inputs.dtype), trust_remote_code=inputs.trust_remote_code,
             use_safetensors=None if inputs.allow_pickle else True, low_cpu_mem_usage=True)
         model = model.to(device).eval()
@@ -94,7 +96,7 @@ def load_model_and_tokenizer(inputs: CheckpointInputs, *, device: str, progress:
     if inputs.needs_calibration:
         tokenizer_dir = inputs.tokenizer_dir or inputs.model_dir
         with library_errors(f"load the tokenizer from {tokenizer_dir}"):
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=inputs.trust_remote_code)
+            tokenizer = auto_tokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=inputs.trust_remote_code)
     progress.finish(task)
     return model, tokenizer
 
@@ -104,6 +106,7 @@ def quant_config(inputs: CheckpointInputs) -> dict[str, Any] | None:
     """The ModelOpt config for the request, or None when nothing is calibrated."""
     import modelopt.torch.quantization as mtq
 
+    cfg: dict[str, Any]
     if inputs.weights in PRESETS:
         cfg = copy.deepcopy(getattr(mtq, PRESETS[inputs.weights]))
     elif inputs.kv_cache != "none":

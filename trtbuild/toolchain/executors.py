@@ -8,6 +8,7 @@ injected ``runner`` (tests pass fakes; nothing here is patched).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,10 +28,11 @@ from trtbuild.toolchain.detect import (
     info_from_probe,
     run_probe,
 )
-from trtbuild.toolchain.process import RunResult, Runner, run_logged, spawn_process
+from trtbuild.toolchain.process import Runner, RunResult, run_logged, spawn_process
 
 CONTAINER_ROOT = Path("/trtbuild")
 RUNTIMES = ("docker", "podman")
+PROBE_PULL_TIMEOUT_S = 3600.0
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -144,7 +146,9 @@ class ContainerExecutor:
 
     def probe(self) -> ToolchainInfo:
         prefix = [self.runtime, "run", "--rm", *self._gpu_flags(), *self._user_flags(), self.image, "python3"]
-        return info_from_probe(run_probe(prefix, run=self._run), executor="container", image=self.image)
+        # the first run may pull the image (tens of GB): allow for it
+        return info_from_probe(run_probe(prefix, run=self._run, timeout=PROBE_PULL_TIMEOUT_S),
+                               executor="container", image=self.image)
 
     def run(self, job: BuildJob, on_line: Callable[[str], None] | None = None) -> RunResult:
         if job.timing_cache is not None:
@@ -152,10 +156,8 @@ class ContainerExecutor:
         name = self.container_name(job)
 
         def stop_container() -> None:  # killing the CLI does not stop the container
-            try:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
                 self._run([self.runtime, "kill", name], capture_output=True, text=True, timeout=60)
-            except (OSError, subprocess.SubprocessError):
-                pass
 
         return run_logged(self.command_lines(job)[0], runner=self._runner, log_path=job.log_path,
                           timeout_s=job.timeout_s, on_line=on_line, cwd=job.work_dir, on_kill=stop_container)

@@ -8,6 +8,7 @@ so a timeout kills the workers it spawned too); tests pass fakes that implement 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shlex
 import signal
@@ -64,10 +65,8 @@ class _PopenHandle:
 
     def kill(self) -> None:
         for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
             try:
                 self._proc.wait(grace)
                 return
@@ -109,7 +108,7 @@ def run_logged(argv: Sequence[str], *, runner: Runner, log_path: Path, timeout_s
         except FileNotFoundError as exc:
             raise ToolchainError(f"cannot start {what}: {exc.strerror or exc} ({argv[0]!r} not found on PATH)",
                                  command=argv) from None
-        except PermissionError as exc:
+        except OSError as exc:  # not executable, bad interpreter, ...
             raise ToolchainError(f"cannot start {what}: {exc}", command=argv) from None
 
         def pump() -> None:
@@ -117,10 +116,8 @@ def run_logged(argv: Sequence[str], *, runner: Runner, log_path: Path, timeout_s
                 log.write(line + "\n")
                 tail.append(line)
                 if on_line is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # a display problem must not stop the build's log
                         on_line(line)
-                    except Exception:  # a display problem must not stop the build's log
-                        pass
 
         reader = threading.Thread(target=pump, name="trtbuild-log", daemon=True)
         reader.start()

@@ -1,0 +1,188 @@
+"""Prompt → `tensorrt_llm` request tensors, shared by `preprocessing` and `tensorrt_llm_bls`.
+
+trtbuild copies this file, unchanged, next to the model that uses it. Pure numpy; the tokenizer
+comes from trtbuild_text. Works on canonical names: `read_request` takes a function that returns an
+input by its client name (`text_input`, `max_tokens`, ...); `build` returns arrays under the
+`tensorrt_llm` input names (`input_ids`, `input_lengths`, ...) plus `request_uid`.
+
+Rules, applied the same way on both paths:
+- the prompt is `system_prompt` (tokenized with the recipe's special tokens) + `text_input` (without),
+  so the system prompt's token range is known; no system prompt: `text_input` with special tokens;
+- an empty prompt, `max_tokens` < 1, a prompt over `max_input_len` or prompt + `max_tokens` over
+  `max_seq_len` is a client error (RequestError), answered with an error response;
+- end id: the request's `end_id`, else the recipe's first end id; the recipe's other end ids become
+  single-token stop sequences (so several end-of-turn tokens all stop generation);
+- stop/bad words: the recipe's defaults + the request's, in the backend's `[2, N]` format;
+- KV retention: the request's `retention_*` inputs when given, else the recipe's rules (only with
+  KV-cache reuse on, since retention applies to reusable blocks).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from trtbuild_text import TextCodec, parse_bool, parse_ints, parse_retention, retention_ranges, split_words, word_list_array
+
+RETENTION = ("retention_token_range_starts", "retention_token_range_ends",
+             "retention_token_range_priorities", "retention_token_range_durations_ms")
+DEFAULT_PRIORITY = 35
+
+
+class RequestError(ValueError):
+    """A client error: answered with an error response; the model keeps serving."""
+
+
+def _texts(arr: np.ndarray) -> list[str]:
+    flat = np.asarray(arr, dtype=object).reshape(arr.shape[0], -1)[:, 0]
+    return [(x.decode("utf-8") if isinstance(x, bytes) else str(x)) for x in flat]
+
+
+class PromptBuilder:
+    def __init__(self, codec: TextCodec, params: dict[str, str]):
+        self.codec = codec
+        self.end_ids = parse_ints(params["end_ids"])
+        self.pad_id = int(params["pad_id"])
+        self.max_input_len = int(params["max_input_len"])
+        self.max_seq_len = int(params["max_seq_len"])
+        self.kv_reuse = parse_bool(params["enable_kv_cache_reuse"], "enable_kv_cache_reuse")
+        self.retention = parse_retention(params["kv_retention"])
+        self.default_stop = codec.encode_words(json.loads(params["stop_words"]))
+        self.default_bad = codec.encode_words(json.loads(params["bad_words"]))
+        self._word_cache: dict[str, list[int]] = {}
+
+    # --------------------------------------------------------------------------------- reading
+    def read_request(self, get: Callable[[str], np.ndarray | None]) -> dict[str, Any]:
+        """Client inputs (by client name) → a parsed request. Raises RequestError."""
+        query = get("text_input")
+        if query is None:
+            raise RequestError("text_input is required")
+        rows = query.shape[0]
+        queries = _texts(query)
+        system = get("system_prompt")
+        systems = _texts(system) if system is not None else [""] * rows
+        max_tokens = get("max_tokens")
+        if max_tokens is None:
+            raise RequestError("max_tokens is required")
+        out_len = max_tokens.reshape(rows, -1)[:, 0].astype(np.int64)
+        for q, s in zip(queries, systems):
+            if not q and not s:
+                raise RequestError("text_input is empty: send a prompt (or a system_prompt)")
+        for n in out_len:
+            if n < 1:
+                raise RequestError(f"max_tokens must be at least 1, got {int(n)}")
+        end, pad = get("end_id"), get("pad_id")
+        return {
+            "rows": rows, "queries": queries, "systems": systems, "out_len": out_len,
+            "end": None if end is None else end.reshape(rows, -1)[:, 0].tolist(),
+            "pad": None if pad is None else pad.reshape(rows, -1)[:, 0].tolist(),
+            "stop": split_words(get("stop_words")) or [[] for _ in range(rows)],
+            "bad": split_words(get("bad_words")) or [[] for _ in range(rows)],
+            "retention": {name: get(name) for name in RETENTION},
+            "decode_priority": get("retention_decode_priority"),
+            "decode_duration": get("retention_decode_duration_ms"),
+        }
+
+    # -------------------------------------------------------------------------------- building
+    def build(self, requests: list[dict[str, Any]]) -> list[dict[str, np.ndarray] | RequestError]:
+        """Tokenize every row of every request in one tokenizer call per kind of text."""
+        plain, user, systems = [], [], []
+        for req in requests:
+            for query, system in zip(req["queries"], req["systems"]):
+                (user if system else plain).append(query)
+                if system:
+                    systems.append(system)
+        enc_plain = iter(self.codec.encode_batch(plain))
+        enc_user = iter(self.codec.encode_batch(user, add_special_tokens=False))
+        enc_system = iter(self.codec.encode_batch(systems))
+        out: list[dict[str, np.ndarray] | RequestError] = []
+        for req in requests:
+            ids, system_lens = [], []
+            for system in req["systems"]:
+                head = next(enc_system) if system else []
+                ids.append(head + (next(enc_user) if system else next(enc_plain)))
+                system_lens.append(len(head))
+            try:
+                out.append(self._arrays(req, ids, system_lens))
+            except RequestError as exc:
+                out.append(exc)
+        return out
+
+    def _words(self, words: list[str]) -> list[list[int]]:
+        missing = [w for w in dict.fromkeys(words) if w not in self._word_cache]
+        if missing:
+            if len(self._word_cache) > 65536:
+                self._word_cache.clear()
+            for w, ids in zip(missing, self.codec.encode_batch(missing, add_special_tokens=False)):
+                self._word_cache[w] = ids
+        return [self._word_cache[w] for w in words if self._word_cache[w]]
+
+    def _arrays(self, req: dict[str, Any], ids: list[list[int]], system_lens: list[int]) -> dict[str, np.ndarray]:
+        rows = req["rows"]
+        lens = [len(x) for x in ids]
+        for n, out in zip(lens, req["out_len"]):
+            if n > self.max_input_len:
+                raise RequestError(f"prompt has {n} tokens, more than max_input_len {self.max_input_len}")
+            if n + int(out) > self.max_seq_len:
+                raise RequestError(f"prompt ({n} tokens) + max_tokens ({int(out)}) exceeds max_seq_len "
+                                   f"{self.max_seq_len}: lower max_tokens to at most {self.max_seq_len - n}")
+        end_ids = req["end"] or [self.end_ids[0]] * rows
+        pad_ids = req["pad"] or [self.pad_id] * rows
+        input_ids = np.full((rows, max(lens)), self.pad_id, dtype=np.int32)
+        for r, x in enumerate(ids):
+            input_ids[r, : len(x)] = x
+        arrays = {
+            "input_ids": input_ids,
+            "input_lengths": np.array(lens, dtype=np.int32).reshape(rows, 1),
+            "request_output_len": req["out_len"].astype(np.int32).reshape(rows, 1),
+            "end_id": np.array(end_ids, dtype=np.int32).reshape(rows, 1),
+            "pad_id": np.array(pad_ids, dtype=np.int32).reshape(rows, 1),
+            "request_uid": np.array([uuid.uuid4().int >> 65 for _ in range(rows)], dtype=np.uint64).reshape(rows, 1),
+        }
+        stop_rows = [self.default_stop + [[e] for e in self.end_ids if e != end] + self._words(words)
+                     for end, words in zip(end_ids, req["stop"])]
+        if any(stop_rows):
+            arrays["stop_words_list"] = word_list_array(stop_rows)
+        bad_rows = [self.default_bad + self._words(words) for words in req["bad"]]
+        if any(bad_rows):
+            arrays["bad_words_list"] = word_list_array(bad_rows)
+        arrays.update(self._retention(req, lens, system_lens))
+        return arrays
+
+    def _retention(self, req: dict[str, Any], lens: list[int], system_lens: list[int]) -> dict[str, np.ndarray]:
+        rows, over = req["rows"], req["retention"]
+        arrays: dict[str, np.ndarray] = {}
+        if over["retention_token_range_starts"] is not None:
+            shape = over["retention_token_range_starts"].reshape(rows, -1).shape
+            for name in RETENTION:
+                value = over[name]
+                if value is None and name.endswith("durations_ms"):
+                    value = np.full(shape, -1, dtype=np.int32)
+                if value is None or value.reshape(rows, -1).shape != shape:
+                    raise RequestError(f"{name} must be given, with the same length as retention_token_range_starts")
+                arrays[name] = value.reshape(rows, -1).astype(np.int32)
+        elif self.kv_reuse and self.retention["rules"]:
+            per_row = [retention_ranges(self.retention["rules"], system_len=s, prompt_len=n)
+                       for s, n in zip(system_lens, lens)]
+            width = max(len(r) for r in per_row)
+            if width == 0:
+                return {}
+            filler = (0, 1, DEFAULT_PRIORITY, -1)  # rows with fewer ranges: default priority, a no-op
+            table = np.array([r + [filler] * (width - len(r)) for r in per_row], dtype=np.int32)
+            arrays = {name: np.ascontiguousarray(table[:, :, k]) for k, name in enumerate(RETENTION)}
+        else:
+            return {}
+        priority = req["decode_priority"]
+        if priority is None and self.retention["decode_priority"] is not None:
+            priority = np.full((rows, 1), self.retention["decode_priority"], dtype=np.int32)
+        if priority is not None:
+            arrays["retention_decode_priority"] = priority.reshape(rows, 1).astype(np.int32)
+        duration = req["decode_duration"]
+        if duration is None and self.retention["decode_duration_ms"] is not None:
+            duration = np.full((rows, 1), self.retention["decode_duration_ms"], dtype=np.int32)
+        if duration is not None:
+            arrays["retention_decode_duration_ms"] = duration.reshape(rows, 1).astype(np.int32)
+        return arrays

@@ -1,0 +1,301 @@
+"""Text handling shared by the generated `preprocessing`, `postprocessing` and `tensorrt_llm_bls` models.
+
+trtbuild copies this file, unchanged, into the version directory (`1/`) of each of those models, so it
+must not import trtbuild. Needs numpy; `transformers` is imported when a tokenizer is loaded.
+
+What it does:
+- loads the tokenizer from the files copied into the repository, never from a hub;
+- tokenizes many prompts in one call (the dynamic batch of a model instance);
+- builds the backend's `[2, N]` word lists (stop words, bad words);
+- turns generated token ids into text *incrementally*: every token id maps to the exact bytes it
+  contributes, and one UTF-8 decoder per stream joins them. The concatenation of streamed chunks is
+  therefore byte-for-byte the non-streamed text: leading spaces stay, and a character split across
+  tokens is emitted whole once its last byte arrives;
+- computes the KV-cache retention ranges from the recipe's rules.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TRUE_WORDS = ("true", "1")
+FALSE_WORDS = ("false", "0")
+_BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+# ------------------------------------------------------------------------------------- parameters
+def model_parameters(model_config: dict[str, Any]) -> dict[str, str]:
+    """The `parameters { key ... string_value ... }` map of a model config as plain strings."""
+    return {k: v.get("string_value", "") for k, v in model_config.get("parameters", {}).items()}
+
+
+def parse_bool(value: str, name: str) -> bool:
+    v = value.strip().lower()
+    if v in TRUE_WORDS:
+        return True
+    if v in FALSE_WORDS:
+        return False
+    raise ValueError(f"parameter {name}: expected true or false, got {value!r}")
+
+
+def parse_ints(value: str) -> list[int]:
+    return [int(x) for x in value.replace(" ", "").split(",") if x]
+
+
+def resolve_dir(model_dir: str, value: str) -> str:
+    """Parameters hold paths relative to the model directory, so the repository can move."""
+    p = Path(value)
+    return str(p if p.is_absolute() else (Path(model_dir) / p).resolve())
+
+
+# -------------------------------------------------------------------------------------- tokenizer
+def load_tokenizer(tokenizer_dir: str) -> Any:
+    """A Hugging Face tokenizer from local files only (the repository's copy)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers import AutoTokenizer
+
+    if not Path(tokenizer_dir).is_dir():
+        raise FileNotFoundError(f"tokenizer directory {tokenizer_dir} does not exist")
+    return AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True, trust_remote_code=False,
+                                         use_fast=True, padding_side="left")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """The printable stand-in character of every byte in byte-level BPE vocabularies."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def _decoder_kind(decoder: dict[str, Any] | None) -> tuple[str, str, bool]:
+    """(kind, metaspace replacement, byte fallback) of a tokenizers decoder description."""
+    if not decoder:
+        return "generic", "", False
+    parts = decoder.get("decoders") if decoder.get("type") == "Sequence" else [decoder]
+    types = [p.get("type") for p in parts or []]
+    if "ByteLevel" in types:
+        return "byte_level", "", False
+    fallback = "ByteFallback" in types
+    if "Metaspace" in types:
+        meta = parts[types.index("Metaspace")]
+        return "metaspace", meta.get("replacement", "\u2581"), fallback
+    for p in parts or []:
+        pattern = p.get("pattern") or {}
+        if p.get("type") == "Replace" and pattern.get("String") == "\u2581" and p.get("content") == " ":
+            return "metaspace", "\u2581", fallback
+    return "generic", "", False
+
+
+def build_token_bytes(tokenizer: Any, *, skip_special_tokens: bool) -> list[bytes]:
+    """The bytes every token id contributes to decoded text (context-free), indexed by id."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    vocab: dict[str, int] = backend.get_vocab(with_added_tokens=True) if backend else tokenizer.get_vocab()
+    size = max(len(tokenizer), max(vocab.values(), default=-1) + 1)
+    table = [b""] * size
+    decoder = json.loads(backend.to_str()).get("decoder") if backend else None
+    kind, replacement, fallback = _decoder_kind(decoder)
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special = {i for i, tok in added.items() if getattr(tok, "special", False)}
+    special |= set(getattr(tokenizer, "all_special_ids", []) or [])
+    if kind == "byte_level":
+        char_byte = {c: b for b, c in _bytes_to_unicode().items()}
+        for token, i in vocab.items():
+            table[i] = b"".join(bytes([char_byte[c]]) if c in char_byte else c.encode() for c in token)
+    elif kind == "metaspace":
+        for token, i in vocab.items():
+            m = _BYTE_TOKEN.match(token) if fallback else None
+            table[i] = bytes([int(m.group(1), 16)]) if m else token.replace(replacement, " ").encode()
+    else:  # anything else: ask the tokenizer, one token after a fixed anchor (spaces survive)
+        anchor = next((i for t, i in sorted(vocab.items()) if t.isalpha() and i not in special), 0)
+        base = tokenizer.decode([anchor], skip_special_tokens=False)
+        for i in range(size):
+            table[i] = tokenizer.decode([anchor, i], skip_special_tokens=False)[len(base):].encode()
+    for i, tok in added.items():
+        if kind not in ("byte_level", "metaspace") and i < size:
+            table[i] = str(tok.content).encode()
+    if skip_special_tokens:
+        for i in special:
+            if 0 <= i < size:
+                table[i] = b""
+    return table
+
+
+class IncrementalDetokenizer:
+    """Token ids in, text out, one stream at a time; chunks concatenate to the one-shot decode."""
+
+    __slots__ = ("_table", "_decoder", "tokens_seen")
+
+    def __init__(self, table: list[bytes]):
+        self._table = table
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.tokens_seen = 0
+
+    def push(self, ids: Any) -> str:
+        table, n = self._table, len(self._table)
+        data = b"".join(table[i] if 0 <= i < n else b"" for i in ids)
+        self.tokens_seen += len(ids)
+        return self._decoder.decode(data)
+
+    def finish(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+class TextCodec:
+    """Tokenizer + token-bytes table + the tokenizer options of the recipe."""
+
+    def __init__(self, tokenizer_dir: str, *, add_special_tokens: bool, skip_special_tokens: bool):
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.add_special_tokens = add_special_tokens
+        self.skip_special_tokens = skip_special_tokens
+        self._backend = getattr(self.tokenizer, "_tokenizer", None)
+        self.token_bytes = build_token_bytes(self.tokenizer, skip_special_tokens=skip_special_tokens)
+
+    def encode_batch(self, texts: list[str], *, add_special_tokens: bool | None = None) -> list[list[int]]:
+        special = self.add_special_tokens if add_special_tokens is None else add_special_tokens
+        if not texts:
+            return []
+        if self._backend is not None:
+            return [e.ids for e in self._backend.encode_batch(texts, add_special_tokens=special)]
+        return [list(x) for x in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
+
+    def encode_words(self, words: list[str]) -> list[list[int]]:
+        """Stop/bad words: no special tokens added; words that encode to nothing are dropped."""
+        return [ids for ids in self.encode_batch(words, add_special_tokens=False) if ids]
+
+    def decode(self, ids: Any) -> str:
+        table, n = self.token_bytes, len(self.token_bytes)
+        return b"".join(table[i] if 0 <= i < n else b"" for i in ids).decode("utf-8", "replace")
+
+    def stream(self) -> IncrementalDetokenizer:
+        return IncrementalDetokenizer(self.token_bytes)
+
+
+# -------------------------------------------------------------------------------------- word lists
+def word_list_array(rows: list[list[list[int]]]) -> np.ndarray:
+    """Per row a list of token sequences → the backend's `[rows, 2, N]` int32 format.
+
+    Row 0 of each `[2, N]` holds the concatenated ids, row 1 the cumulative end offsets; ids are
+    padded with 0 and offsets with -1 to the longest row (at least 1).
+    """
+    flat = [[t for seq in words for t in seq] for words in rows]
+    width = max(1, max((len(f) for f in flat), default=0))
+    out = np.zeros((len(rows), 2, width), dtype=np.int32)
+    out[:, 1, :] = -1
+    for r, (words, ids) in enumerate(zip(rows, flat)):
+        out[r, 0, : len(ids)] = ids
+        ends = np.cumsum([len(w) for w in words], dtype=np.int64)
+        out[r, 1, : len(ends)] = ends
+    return out
+
+
+def parse_word_list(arr: np.ndarray) -> list[list[int]]:
+    """One `[2, N]` word list → token sequences (inverse of :func:`word_list_array` for one row)."""
+    arr = np.asarray(arr).reshape(2, -1)
+    ids, ends = arr[0].tolist(), [int(e) for e in arr[1].tolist() if e >= 0]
+    words, start = [], 0
+    for end in ends:
+        if end > start:
+            words.append(ids[start:end])
+        start = end
+    return words
+
+
+def split_words(value: np.ndarray | None) -> list[list[str]]:
+    """A `[rows, K]` STRING tensor of words → per row a list of strings.
+
+    K > 1: one word per element. K == 1: the element is a CSV line (NVIDIA's format), so
+    `"Hello, world",Bye` is two words.
+    """
+    if value is None:
+        return []
+    arr = np.asarray(value, dtype=object)
+    arr = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
+    out = []
+    for row in arr:
+        texts = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in row]
+        if len(texts) == 1:
+            texts = next(csv.reader([texts[0]]), [])
+        out.append([w for w in texts if w])
+    return out
+
+
+# ------------------------------------------------------------------------------------ KV retention
+def parse_retention(value: str) -> dict[str, Any]:
+    """The `kv_retention` parameter: JSON with `rules`, `decode_priority`, `decode_duration_ms`."""
+    data = json.loads(value) if value.strip() else {}
+    return {"rules": list(data.get("rules", [])), "decode_priority": data.get("decode_priority"),
+            "decode_duration_ms": data.get("decode_duration_ms")}
+
+
+def retention_ranges(rules: list[dict[str, Any]], *, system_len: int, prompt_len: int) -> list[tuple[int, int, int, int]]:
+    """Rules → (start, end, priority, duration_ms); end -1 = to the end, duration -1 = no expiry."""
+    out = []
+    for rule in rules:
+        tokens = rule["tokens"]
+        if tokens == "system_prompt":
+            if system_len <= 0:
+                continue
+            start, end = 0, system_len
+        elif tokens == "prompt":
+            start, end = 0, prompt_len
+        else:
+            start, end = int(tokens["start"]), (-1 if tokens.get("end") is None else int(tokens["end"]))
+            if start >= prompt_len and end != -1:
+                continue
+        duration = rule.get("duration_ms")
+        out.append((start, end, int(rule["priority"]), -1 if duration is None else int(duration)))
+    return out
+
+
+# --------------------------------------------------------------------------------- stream states
+class StreamStates:
+    """Per-request detokenizers keyed by the request uid, least recently used evicted first."""
+
+    def __init__(self, capacity: int = 4096, ttl_s: float = 600.0):
+        self._items: OrderedDict[int, tuple[IncrementalDetokenizer, float]] = OrderedDict()
+        self._capacity, self._ttl = capacity, ttl_s
+        self._lock = threading.Lock()
+
+    def get(self, uid: int, table: list[bytes]) -> IncrementalDetokenizer:
+        now = time.monotonic()
+        with self._lock:
+            item = self._items.pop(uid, None)
+            det = item[0] if item else IncrementalDetokenizer(table)
+            self._items[uid] = (det, now)
+            while self._items:
+                oldest_uid, (_, seen) = next(iter(self._items.items()))
+                if len(self._items) > self._capacity or now - seen > self._ttl:
+                    del self._items[oldest_uid]
+                else:
+                    break
+            return det
+
+    def drop(self, uid: int) -> None:
+        with self._lock:
+            self._items.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def string_tensor(values: list[str], rows: int = 1) -> np.ndarray:
+    """UTF-8 strings → a `[rows, len/rows]` object array for a STRING tensor."""
+    return np.array([v.encode("utf-8") for v in values], dtype=object).reshape(rows, -1)

@@ -1,0 +1,105 @@
+"""`trtbuild checkpoint` (the checkpoint stage on its own) and `trtbuild demo-model`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import PlanError, UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("checkpoint", help="HF checkpoint → (quantized) TensorRT-LLM checkpoint with ModelOpt")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--gpu", required=True, metavar="GPU", help="target GPU (decides the target overrides)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (replaced atomically)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where calibration runs (default: CUDA when present)")
+    p.add_argument("--json", action="store_true", help="print the stage manifest as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_checkpoint)
+
+    p = sub.add_parser("demo-model", help="write the tiny offline demo model (HF format) to DIR")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--family", choices=["llama", "qwen2"], default="llama")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_model)
+
+
+def resolve_source(source: str, base_dir: Path) -> str:
+    """A recipe's model source as the fetch stage takes it: hf:// as is, local paths absolute."""
+    from trtbuild.plan.sources import resolve_local
+
+    return source if source.startswith("hf://") else str(resolve_local(base_dir, source).resolve())
+
+
+def resolve_calibration(dataset: str, base_dir: Path) -> str:
+    from trtbuild.plan.sources import resolve_local
+
+    if dataset == "builtin" or dataset.startswith("hf://"):
+        return dataset
+    return str(resolve_local(base_dir, dataset).resolve())
+
+
+def require_feasible(plan: Any) -> None:
+    if not plan.feasible:
+        raise PlanError(f"the plan for {plan.target['name']} is not feasible; `trtbuild plan` explains it",
+                        diagnostics=[_as_diag(d) for d in plan.errors])
+
+
+def _as_diag(d: Any) -> Any:
+    from trtbuild.errors import Diagnostic
+
+    return Diagnostic(d.message, path=d.path, rule=d.rule)
+
+
+def checkpoint_inputs(plan: Any, loaded: Any, model_dir: Path, files: tuple[Any, ...]) -> Any:
+    from trtbuild.stages.checkpoint import CheckpointInputs
+
+    s = plan.settings
+    return CheckpointInputs.from_recipe(
+        model_dir=model_dir, architecture=plan.model["architecture"], decoder_type=plan.model["decoder_type"],
+        dtype=s.dtype, model=s.model, quantization=s.quantization, parallelism=s.parallelism,
+        calib_dataset=resolve_calibration(s.quantization.calibration.dataset, loaded.base_dir), input_files=files)
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from trtbuild.plan.planner import make_plan
+    from trtbuild.progress import Progress
+    from trtbuild.recipe.loader import load_recipe
+    from trtbuild.stages.checkpoint import run_checkpoint
+    from trtbuild.stages.fetch import fetch_model
+
+    loaded = load_recipe(args.file)
+    plan = make_plan(loaded, args.gpu)
+    require_feasible(plan)
+    if plan.stage("checkpoint") is None:
+        raise UsageError(f"{plan.target['name']} is a reference target: it serves the HF checkpoint and has no "
+                         "TensorRT-LLM checkpoint stage")
+    progress = Progress(enabled=not args.quiet)
+    s = plan.settings
+    task = progress.start("fetch")
+    fetched = fetch_model(resolve_source(s.model.source, loaded.base_dir), allow_pickle=s.model.allow_pickle,
+                          trust_remote_code=s.model.trust_remote_code)
+    progress.finish(task, f"{len(fetched.files)} files")
+    inputs = checkpoint_inputs(plan, loaded, Path(fetched.path), tuple(fetched.files))
+    device = None if args.device == "auto" else args.device
+    manifest = run_checkpoint(inputs, Path(args.out), progress=progress, device=device)
+    if args.json:
+        json.dump(manifest.to_json(), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(f"checkpoint: {args.out} ({manifest.quant_algo or 'full precision'}, "
+              f"world size {manifest.world_size}, {manifest.wall_s:.1f} s on {manifest.device})")
+    return 0
+
+
+def cmd_demo_model(args: argparse.Namespace) -> int:
+    from trtbuild.demo.tiny_model import make_tiny_model
+
+    path = make_tiny_model(Path(args.dir), family=args.family, seed=args.seed)
+    print(f"demo model ({args.family}): {path}")
+    return 0

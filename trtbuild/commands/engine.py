@@ -1,0 +1,140 @@
+"""``trtbuild engine FILE --gpu GPU --checkpoint DIR --out DIR``: build one target's TensorRT-LLM engine.
+
+The executor comes from ``--executor`` or the recipe's ``toolchain.executor`` (``auto``: trtllm-build here,
+else the recipe's container image). ``--dry-run`` prints the exact command lines and runs nothing.
+``--executor fake`` (tests and demos) needs ``TRTBUILD_ALLOW_FAKE_TOOLCHAIN=1`` and marks all output FAKE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+ALLOW_FAKE_ENV = "TRTBUILD_ALLOW_FAKE_TOOLCHAIN"
+LOCKFILE_NAME = "trtbuild.lock.json"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("engine", help="build the TensorRT-LLM engine for one GPU (runs trtllm-build)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", metavar="FILE", help="the recipe")
+    p.add_argument("--gpu", required=True, metavar="GPU", help="target GPU; see `trtbuild gpus`")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="TensorRT-LLM checkpoint directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="engine directory to create (replaced atomically)")
+    p.add_argument("--executor", choices=["auto", "local", "container", "fake"], default=None,
+                   help="where trtllm-build runs (default: the recipe's toolchain.executor)")
+    p.add_argument("--cache-dir", metavar="DIR", default=None,
+                   help="trtbuild cache holding per-target timing caches (default $TRTBUILD_CACHE_DIR or the "
+                        "user cache directory)")
+    p.add_argument("--lockfile", metavar="FILE", default=None,
+                   help=f"image digests for tag-only toolchain.image (default: {LOCKFILE_NAME} beside the recipe)")
+    p.add_argument("--dry-run", action="store_true", help="print the exact command lines; run nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=cmd_engine)
+
+
+def _executor(kind: str, plan: Any, args: argparse.Namespace, *, dry_run: bool) -> Any:
+    from trtbuild.errors import ToolchainError, UsageError
+    from trtbuild.toolchain.executors import (
+        ContainerExecutor,
+        LocalExecutor,
+        choose_executor_kind,
+        find_container_runtime,
+        load_image_lock,
+        require_pinned,
+    )
+
+    tc = plan.settings.toolchain
+    if kind == "fake":
+        if os.environ.get(ALLOW_FAKE_ENV) != "1":
+            raise UsageError(f"--executor fake writes a FAKE engine (tests and demos only); set {ALLOW_FAKE_ENV}=1 "
+                             "to allow it")
+        from trtbuild.toolchain.fake import FakeExecutor
+
+        return FakeExecutor(gpu_name=plan.target["name"], sm=plan.target["sm"],
+                            gpu_count=plan.stage("engine").params["workers"])
+    kind = choose_executor_kind(kind, image=tc.image)
+    if kind == "local":
+        return LocalExecutor()
+    lockfile = Path(args.lockfile) if args.lockfile else Path(args.file).resolve().parent / LOCKFILE_NAME
+    image = require_pinned(tc.image, load_image_lock(lockfile))
+    try:
+        runtime = find_container_runtime(tc.container_runtime)
+    except ToolchainError as exc:
+        if not dry_run:
+            raise
+        runtime = tc.container_runtime or "docker"
+        print(f"warning: {str(exc).removeprefix('engine: ')}", file=sys.stderr)
+    return ContainerExecutor(image, runtime)
+
+
+def _dry_run(plan: Any, executor: Any, args: argparse.Namespace, timing_cache: Path | None) -> int:
+    from trtbuild.stages.engine import default_log_path
+    from trtbuild.stages.engine_command import build_command
+    from trtbuild.toolchain.executors import BuildJob
+
+    ckpt, out = Path(args.checkpoint).absolute(), Path(args.out).absolute()
+    ck, st, tc = executor.tool_paths(ckpt, out, timing_cache)
+    argv = build_command(plan, ck, st, timing_cache=tc)
+    job = BuildJob(argv=tuple(argv), checkpoint_dir=ckpt, output_dir=out, timing_cache=timing_cache,
+                   log_path=default_log_path(out), work_dir=out.parent, timeout_s=None, job_id="dry-run")
+    lines = executor.command_lines(job)
+    fake = executor.kind == "fake"
+    note = ("the build writes into a staging directory beside --out and renames it into place when the engine "
+            "is validated")
+    if args.json:
+        json.dump({"dry_run": True, "fake": fake, "executor": executor.kind, "commands": lines,
+                   "display": [shlex.join(c) for c in lines], "note": note}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        if fake:
+            print("# FAKE toolchain: writes a fake engine (tests and demos only)")
+        for c in lines:
+            print(shlex.join(c))
+        print(f"# {note}", file=sys.stderr)
+    return 0
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    from trtbuild.cache.store import resolve_cache_dir
+    from trtbuild.errors import Diagnostic, PlanError, UsageError
+    from trtbuild.plan.planner import make_plan
+    from trtbuild.progress import Progress
+    from trtbuild.recipe.loader import load_recipe
+    from trtbuild.stages.engine import run_engine_stage
+    from trtbuild.stages.engine_checks import check_checkpoint
+    from trtbuild.stages.engine_command import timing_cache_path
+
+    plan = make_plan(load_recipe(args.file), args.gpu)
+    if plan.stage("engine") is None:
+        raise UsageError(f"{plan.target['name']} is the CPU reference target: it serves the HF checkpoint and has "
+                         "no engine to build")
+    if not plan.feasible:
+        raise PlanError(f"the plan for {plan.target['name']} is infeasible; nothing was built",
+                        [Diagnostic(message=d.message, path=d.path, rule=d.rule) for d in plan.errors])
+    kind = args.executor or plan.settings.toolchain.executor
+    executor = _executor(kind, plan, args, dry_run=args.dry_run)
+    cache_root = resolve_cache_dir(args.cache_dir)
+    if args.dry_run:
+        return _dry_run(plan, executor, args, timing_cache_path(cache_root, plan))
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_dir():
+        raise UsageError(f"--checkpoint {checkpoint}: not a directory")
+    check_checkpoint(checkpoint, plan)  # before probing (a container probe may pull the image)
+    info = executor.probe()
+    progress = Progress(enabled=not args.json)
+    manifest = run_engine_stage(plan, checkpoint, Path(args.out), executor=executor, toolchain_info=info,
+                                progress=progress, cache_root=cache_root)
+    if args.json:
+        json.dump({"out": str(Path(args.out).absolute()), **manifest.to_json()}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        label = "FAKE engine (not servable)" if manifest.fake else "engine"
+        print(f"{label}: {Path(args.out)}  ({manifest.target}, SM {manifest.gpu_sm}, TensorRT-LLM "
+              f"{manifest.trtllm_version}, tp {manifest.tp} x pp {manifest.pp}, {manifest.wall_s:.1f}s)")
+    return 0

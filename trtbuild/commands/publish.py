@@ -1,0 +1,118 @@
+"""`trtbuild publish DIR oci://...` and `trtbuild pull oci://... DIR`.
+
+Exit codes come from ``trtbuild.cli``: 0 ok, 2 usage, 5 publish/pull failed or refused. Progress goes to
+stderr, the result to stdout (``--json`` for machines). Credentials come from the environment or the docker
+config and are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+_EVENT_WORDS = {"blob-uploaded": "uploaded", "blob-exists": "already there", "tag-set": "tagged",
+                "tag-unchanged": "tag unchanged", "blob-downloaded": "verified"}
+
+
+def _add_transport_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plain-http", action="store_true",
+                   help="talk HTTP instead of HTTPS (loopback registries only: localhost, 127.0.0.1, ::1)")
+    p.add_argument("--insecure", action="store_true",
+                   help="do not verify the registry's TLS certificate")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("publish", help="push a build output directory to an OCI registry",
+                              description="Push DIR (engine files, Triton repository, trtbuild-artifact.json) "
+                                          "as one OCI artifact. Blobs first, the tag last; blobs the registry "
+                                          "already has are not uploaded again.")
+    p.add_argument("dir", metavar="DIR", help="build output directory")
+    p.add_argument("ref", metavar="REF", help="oci://host[:port]/namespace/name:tag")
+    p.add_argument("--annotation", "-a", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra manifest annotation (repeatable)")
+    p.add_argument("--no-fingerprint-tag", action="store_true",
+                   help="do not also tag the artifact fp-<fingerprint>")
+    p.add_argument("--cache-dir", metavar="DIR", help="cache directory (stat cache of file digests)")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    _add_transport_flags(p)
+    p.set_defaults(func=cmd_publish)
+
+    p = subparsers.add_parser("pull", help="pull and verify a published artifact into a directory",
+                              description="Download every layer of REF, verify its digest, extract safely "
+                                          "into DIR (which must be absent or empty unless --force).")
+    p.add_argument("ref", metavar="REF", help="oci://host[:port]/namespace/name:tag or ...@sha256:...")
+    p.add_argument("dir", metavar="DIR", help="target directory")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    _add_transport_flags(p)
+    p.set_defaults(func=cmd_pull)
+
+
+def _need_requests() -> None:
+    from trtbuild.errors import UsageError
+
+    try:
+        import requests  # noqa: F401
+    except ImportError:
+        raise UsageError("publishing needs the `publish` extra: pip install 'trtbuild[publish]'") from None
+
+
+def _progress() -> Any:
+    from trtbuild.cache.gc import format_size
+    from trtbuild.progress import Progress
+
+    progress = Progress()
+
+    def on_event(e: Any) -> None:
+        size = f" ({format_size(e.size)})" if e.kind.startswith("blob") else ""
+        progress.log(f"  {_EVENT_WORDS.get(e.kind, e.kind):>14}  {e.name}{size}")
+
+    return on_event
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from trtbuild.cache.digests import StatCache
+    from trtbuild.cache.gc import format_size
+    from trtbuild.cache.store import resolve_cache_dir
+    from trtbuild.errors import UsageError
+
+    _need_requests()
+    from trtbuild.registry import client_for, parse_annotations, parse_ref, publish_artifact
+
+    src = Path(args.dir)
+    if not src.is_dir():
+        raise UsageError(f"{src}: not a directory")
+    ref = parse_ref(args.ref, require_tag=True)
+    client = client_for(ref, plain_http=args.plain_http, insecure=args.insecure)
+    stat_cache = StatCache.in_dir(resolve_cache_dir(args.cache_dir))
+    result = publish_artifact(src, ref, client=client, annotations=parse_annotations(args.annotation),
+                              tag_by_fingerprint=not args.no_fingerprint_tag, stat_cache=stat_cache,
+                              on_event=_progress())
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        what = (f"uploaded {len(result.uploaded)} blob(s), {format_size(result.bytes_uploaded)}"
+                if result.uploaded else "nothing uploaded (the registry had every blob)")
+        print(f"published {result.pinned}")
+        print(f"  tags: {', '.join(result.tags)}; {what}")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    _need_requests()
+    from trtbuild.registry import client_for, parse_ref, pull_artifact
+
+    ref = parse_ref(args.ref)
+    client = client_for(ref, plain_http=args.plain_http, insecure=args.insecure)
+    result = pull_artifact(ref, Path(args.dir), client=client, force=args.force,
+                           on_event=_progress())
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"pulled {ref} ({result.digest}) into {result.dest}: {len(result.files)} layer(s), all verified")
+    return 0
