@@ -17,7 +17,7 @@ from trtbuild.stages.engine_checks import (
     plan_conflicts,
 )
 
-from .helpers import checkpoint_config, plan_for, write_checkpoint
+from .helpers import checkpoint_config, plan_for, plan_with, write_checkpoint
 
 PLAN = plan_for("llama-3.1-70b-fp8-tp4.yaml", "h100")  # tp 4, fp8 + fp8 KV, reduce_fusion on
 
@@ -105,7 +105,9 @@ def test_checkpoint_checks(tmp_path):
 
 
 def test_plan_conflicts_only_when_runtime_needs_paged_context_fmha():
-    a100 = plan_for("llama-3.1-8b-fp8.yaml", "a100")  # int8 KV, reuse + chunked context
+    # int8 KV with reuse + chunked context (the planner reports it too: kv_quant.paged_context_fmha)
+    a100 = plan_with("llama-3.1-8b-fp8.yaml", "a100", targets={"a100": {"quantization": {"kv_cache": "int8"}}})
+    assert "kv_quant.paged_context_fmha" in {d.rule for d in a100.errors}
     _, changes = expected_build_config(a100, checkpoint_config(a100))
     assert "runtime.kv_cache.reuse and runtime.chunked_context" in plan_conflicts(a100, changes)[0]
     _, changes = expected_build_config(PLAN, checkpoint_config(PLAN))

@@ -139,7 +139,7 @@ def test_wrong_engine_version_is_rejected(tmp_path):
 
 def test_plan_the_builder_would_break_is_refused_before_building(tmp_path):
     """INT8 KV cache: trtllm-build drops paged context FMHA, which KV reuse and chunked context need."""
-    plan = plan_for("llama-3.1-8b-fp8.yaml", "a100")
+    plan = plan_with("llama-3.1-8b-fp8.yaml", "a100", targets={"a100": {"quantization": {"kv_cache": "int8"}}})
     write_checkpoint(tmp_path / "ckpt", plan)
     ex = RecordingFake(sm=80)
     with pytest.raises(EngineError, match="would turn off paged context FMHA .*INT8 KV cache.*runtime.kv_cache.reuse"):

@@ -11,7 +11,7 @@ from trtbuild.stages.engine_command import build_command
 from trtbuild.toolchain.fake import ENGINE_MAGIC, FAKE_TRTLLM_VERSION, fake_trtllm_build
 from trtbuild.toolchain.semantics import adjust, deduce_max_seq_len
 
-from .helpers import CONTRACT, plan_for, write_checkpoint
+from .helpers import CONTRACT, plan_for, plan_with, write_checkpoint
 
 
 def run(argv: list[str], *, cwd: Path, sm: int = 90) -> tuple[int, str]:
@@ -79,7 +79,7 @@ def test_writes_a_structurally_valid_engine(tmp_path):
 
 def test_builder_rewrites_are_recorded(tmp_path):
     """tp 1 turns reduce_fusion off; an INT8 KV cache turns paged context FMHA off; FP8 FMHA needs FP8 weights."""
-    plan = plan_for("mistral-7b-int4-awq.yaml", "a100")
+    plan = plan_with("mistral-7b-int4-awq.yaml", "a100", quantization={"kv_cache": "int8"})
     ck = write_checkpoint(tmp_path / "ck", plan)
     rc, log = run(["--checkpoint_dir", str(ck), "--output_dir", str(tmp_path / "e"), "--reduce_fusion", "enable",
                    "--use_fp8_context_fmha", "enable", "--use_paged_context_fmha", "enable"], sm=80, cwd=tmp_path)

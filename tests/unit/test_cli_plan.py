@@ -58,7 +58,7 @@ def test_plan_several_gpus_json(cli) -> None:
     assert r.returncode == 0, r.stderr
     plans = json.loads(r.stdout)["plans"]
     assert [p["target"]["sm"] for p in plans] == [80, 89]
-    assert [p["settings"]["quantization"]["kv_cache"] for p in plans] == ["int8", "fp8"]
+    assert [p["settings"]["build"]["max_batch_size"] for p in plans] == [64, 16]
 
 
 def test_infeasible_plan_exit_3_with_numbers(cli, tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_kv_bytes_per_token_fp16_and_tp(tmp_path: Path) -> None:
 
 
 def test_resolved_defaults(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, "llama-3.1-8b-instruct", "h100", "quantization: {weights: fp8}\n")
+    plan = _plan(tmp_path, "llama-3.1-8b-instruct", "h100", "quantization: {weights: fp8, kv_cache: fp8}\n")
     s = plan.settings
     assert s.dtype == "bfloat16"                              # from config torch_dtype
     assert s.build.max_seq_len == 131072                      # max_position_embeddings
@@ -84,6 +84,9 @@ def test_resolved_defaults(tmp_path: Path) -> None:
     assert nvfp4.settings.build.gemm_plugin == "nvfp4"
     awq = _plan(tmp_path, "llama-3.1-8b-instruct", "a100", "quantization: {weights: int4_awq}\n")
     assert awq.settings.build.fp8_context_fmha is False
+    # With paged context FMHA, trtllm-build keeps FP8 context FMHA only with an FP8 KV cache.
+    fp8_w = _plan(tmp_path, "llama-3.1-8b-instruct", "h100", "quantization: {weights: fp8}\n")
+    assert fp8_w.settings.build.fp8_context_fmha is False
 
 
 def test_70b_on_one_h100_is_infeasible_with_numbers_and_suggestions(tmp_path: Path) -> None:
@@ -130,6 +133,8 @@ def test_kv_capacity_too_small_for_one_sequence(tmp_path: Path) -> None:
     ("h100", "runtime: {kv_cache: {reuse: false, retention: {rules: [{tokens: prompt, priority: 90}]}}}\n",
      "kv.retention.reuse"),
     ("h100", "runtime: {batching: static, chunked_context: true}\n", "batching.static"),
+    ("a100", "quantization: {kv_cache: int8}\n", "kv_quant.paged_context_fmha"),
+    ("l4", "quantization: {weights: int4_awq, kv_cache: fp8}\n", "kv_quant.paged_context_fmha"),
 ])
 def test_rules_fire_with_their_ids(tmp_path: Path, gpu: str, body: str, rule: str) -> None:
     plan = _plan(tmp_path, "llama-3.1-8b-instruct", gpu, "build: {max_seq_len: 8192}\n" + body

@@ -89,8 +89,10 @@ def resolve_settings(recipe: Recipe, dims: ModelDims, gpu: GpuSpec) -> tuple[Rec
     b, r = recipe.build, recipe.runtime
     q = recipe.quantization
     max_seq_len = b.max_seq_len or dims.max_position_embeddings
+    # trtllm-build keeps FP8 context FMHA with paged context FMHA only together with an FP8 KV cache.
     fp8_fmha = b.fp8_context_fmha if b.fp8_context_fmha is not None else (
-        q.weights in FP8_FAMILY and b.paged_context_fmha and not gpu.reference)
+        q.weights in FP8_FAMILY and not gpu.reference and gpu.sm >= 89
+        and (not b.paged_context_fmha or q.kv_cache == "fp8"))
     gemm: str = b.gemm_plugin
     if gemm == "auto":
         gemm = "nvfp4" if q.weights == "nvfp4" else dtype

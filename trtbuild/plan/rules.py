@@ -171,6 +171,31 @@ def rule_kv_layout(c: RuleContext) -> list[Finding]:
     return out
 
 
+def rule_kv_quant_context_fmha(c: RuleContext) -> list[Finding]:
+    """trtllm-build 1.2 turns paged context FMHA off for an INT8 KV cache, and for an FP8 KV cache
+    unless FP8 context FMHA is possible (fp8/w4a8_awq/nvfp4 weights on SM >= 89). KV reuse and
+    chunked context then silently stop working."""
+    q, b, r = c.recipe.quantization, c.recipe.build, c.recipe.runtime
+    if c.gpu.reference or not b.paged_context_fmha:
+        return []
+    why = ""
+    if q.kv_cache == "int8":
+        why = "an INT8 KV cache"
+    elif q.kv_cache == "fp8" and (q.weights not in FP8_FAMILY or c.gpu.sm < 89):
+        why = f"an FP8 KV cache with {q.weights} weights (FP8 context FMHA needs fp8, w4a8_awq or nvfp4)"
+    if not why:
+        return []
+    needs = [name for name, on in (("runtime.kv_cache.reuse", r.kv_cache.reuse),
+                                   ("runtime.chunked_context", r.chunked_context)) if on]
+    if needs:
+        return [Finding("kv_quant.paged_context_fmha", "error",
+                        f"trtllm-build turns paged context FMHA off with {why}, so {' and '.join(needs)} would "
+                        "silently stop working; use quantization.kv_cache: none (or fp8 with fp8 weights), "
+                        "or turn them off", "quantization.kv_cache")]
+    return [Finding("kv_quant.paged_context_fmha", "warning",
+                    f"trtllm-build turns paged context FMHA off with {why}", "quantization.kv_cache")]
+
+
 def rule_lengths(c: RuleContext) -> list[Finding]:
     b, r, d = c.recipe.build, c.recipe.runtime, c.dims
     out = []
@@ -271,7 +296,7 @@ def rule_calibration(c: RuleContext) -> list[Finding]:
 
 
 RULES: tuple[Rule, ...] = (rule_precision_sm, rule_quant_arch, rule_parallel_dims, rule_awq_block, rule_kv_layout,
-                           rule_lengths, rule_build_features, rule_model_source, rule_calibration)
+                           rule_kv_quant_context_fmha, rule_lengths, rule_build_features, rule_model_source, rule_calibration)
 
 
 def run_rules(ctx: RuleContext) -> list[Finding]:

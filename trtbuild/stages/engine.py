@@ -162,7 +162,7 @@ def run_engine_stage(plan: BuildPlan, checkpoint_dir: Path, out_dir: Path, *, ex
         problems = engine_problems(stage, plan, pretrained, trtllm_version=toolchain_info.trtllm_version)
         if problems:
             raise EngineError(f"the engine trtllm-build wrote does not match the plan for {plan.target['name']} "
-                              f"(nothing was kept at {out_dir}):\n  - " + "\n  - ".join(problems),
+                              f"(discarded; {out_dir} is unchanged):\n  - " + "\n  - ".join(problems),
                               command=command_line, log_tail=result.tail)
         files = tuple(EngineFile(name=f.name, size=f.stat().st_size, sha256=sha256_file(f))
                       for f in sorted(stage.iterdir()) if f.is_file())

@@ -1,0 +1,204 @@
+"""Start and stop a real `tritonserver` on a generated repository (serve, smoke, tests, benchmarks).
+
+For the CPU reference, the server is the one shipped inside the `nvidia-pytriton` wheel: its binary,
+its libraries (`nvidia_pytriton.libs` on LD_LIBRARY_PATH) and a PRIVATE copy of its backends dir with
+the Python-backend stub of this interpreter's Python version; this venv's `bin` goes first on PATH so
+the stub imports this venv's packages (numpy < 2, torch, transformers). For engine repositories,
+`tritonserver` (and `mpirun` for tp x pp > 1) come from the system, e.g. NVIDIA's container.
+
+Servers listen on 127.0.0.1 only, on free ports unless told otherwise, in their own process group;
+`stop()` ends the whole group (SIGTERM, then SIGKILL) and removes the private files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from trtbuild.errors import RepositoryError, UsageError
+from trtbuild.repository.launch import command_line, rank_arguments
+from trtbuild.repository.manifest import MODELS_DIR, RepositoryManifest, read_manifest
+
+DEFAULT_TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    binary: Path
+    lib_dir: Path | None = None
+    backends: Path | None = None
+    """Backends dir to copy privately (pytriton); None: the server's own default."""
+    stub: Path | None = None
+
+
+def pytriton_install() -> TritonInstall:
+    """The tritonserver inside the nvidia-pytriton wheel (found without importing pytriton)."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("nvidia-pytriton is not installed: `pip install -e '.[serve]'` (it ships tritonserver)")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    server = root / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    install = TritonInstall(binary=server / "bin" / "tritonserver", lib_dir=root.parent / "nvidia_pytriton.libs",
+                            backends=server / "backends", stub=server / "python_backend_stubs" / version /
+                            "triton_python_backend_stub")
+    for path in (install.binary, install.backends, install.stub):
+        if path is None or not path.exists():
+            raise UsageError(f"nvidia-pytriton is incomplete: {path} is missing (Python {version} supported?)")
+    return install
+
+
+def system_install() -> TritonInstall:
+    binary = os.environ.get("TRITONSERVER") or shutil.which("tritonserver") or DEFAULT_TRITONSERVER
+    if not Path(binary).exists():
+        raise UsageError(f"tritonserver not found (looked at $TRITONSERVER, PATH, {DEFAULT_TRITONSERVER}); "
+                         "serve engine repositories inside NVIDIA's tritonserver TensorRT-LLM container")
+    return TritonInstall(binary=Path(binary))
+
+
+class TritonServer:
+    """One tritonserver (or one mpirun of world-size ranks) on a repository."""
+
+    def __init__(self, repo: Path, *, http_port: int | None = None, grpc_port: int | None = None,
+                 metrics_port: int | None = None, install: TritonInstall | None = None,
+                 log_path: Path | None = None, env: dict[str, str] | None = None, log_verbose: int = 0):
+        self.repo = Path(repo).resolve()
+        self.manifest: RepositoryManifest = read_manifest(self.repo)
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()
+        self.install = install or (pytriton_install() if self.manifest.reference else system_install())
+        self.extra_env = dict(env or {})
+        self.log_verbose = log_verbose
+        self._tmp = Path(tempfile.mkdtemp(prefix="trtbuild-triton-"))
+        self.log_path = Path(log_path) if log_path else self._tmp / "tritonserver.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    # ------------------------------------------------------------------------------------ command
+    def _backends_dir(self) -> Path | None:
+        inst = self.install
+        if inst.backends is None:
+            return None
+        private = self._tmp / "backends"
+        shutil.copytree(inst.backends, private, ignore=shutil.ignore_patterns("__pycache__"))
+        if inst.stub is not None:
+            shutil.copy2(inst.stub, private / "python" / "triton_python_backend_stub")
+        return private
+
+    def argv(self) -> list[str]:
+        extra = ["--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+                 "--exit-timeout-secs=5", f"--log-verbose={self.log_verbose}", "--allow-gpu-metrics=false"]
+        backends = self._backends_dir()
+        if backends is not None:
+            extra.append(f"--backend-directory={backends}")
+        ranks = rank_arguments(self.manifest.world_size, tritonserver=str(self.install.binary),
+                               models_dir=str(self.repo / MODELS_DIR), http_port=str(self.http_port),
+                               grpc_port=str(self.grpc_port), metrics_port=str(self.metrics_port),
+                               shm_prefix=f"trtbuild{uuid.uuid4().hex[:8]}r", extra=extra)
+        return command_line(ranks, mpirun=os.environ.get("MPIRUN", "mpirun"))
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        if self.install.lib_dir is not None:
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(self.install.lib_dir),
+                                                                 env.get("LD_LIBRARY_PATH", "")) if p)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env.update(self.extra_env)
+        return env
+
+    # -------------------------------------------------------------------------------- lifecycle
+    def start(self, timeout: float = 180.0) -> TritonServer:
+        argv = self.argv()
+        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
+        self._log = log
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
+                                        start_new_session=True, cwd=self._tmp)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RepositoryError(f"tritonserver exited with status {self.process.returncode} while loading "
+                                      f"{self.repo}", log_tail=self.log_tail())
+            if self.ready():
+                return
+            time.sleep(0.25)
+        raise RepositoryError(f"tritonserver did not become ready within {timeout:.0f}s", log_tail=self.log_tail())
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stubs left behind by a crashed server
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None
+        if self.log_path.parent == self._tmp and self._keep_log():
+            return
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _keep_log(self) -> bool:
+        return os.environ.get("TRTBUILD_KEEP_SERVER_LOG") == "1"
+
+    def __enter__(self) -> TritonServer:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
