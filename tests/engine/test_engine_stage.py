@@ -142,7 +142,10 @@ def test_plan_the_builder_would_break_is_refused_before_building(tmp_path):
     plan = plan_with("llama-3.1-8b-fp8.yaml", "a100", targets={"a100": {"quantization": {"kv_cache": "int8"}}})
     write_checkpoint(tmp_path / "ckpt", plan)
     ex = RecordingFake(sm=80)
-    with pytest.raises(EngineError, match="would turn off paged context FMHA .*INT8 KV cache.*runtime.kv_cache.reuse"):
+    # The planner already reports it (kv_quant.paged_context_fmha), so the stage refuses the plan itself;
+    # engine_checks.plan_conflicts is the second line of defence (tests/engine/test_engine_checks.py).
+    assert "kv_quant.paged_context_fmha" in {d.rule for d in plan.errors}
+    with pytest.raises(PlanError, match="infeasible"):
         build(plan, tmp_path, executor=ex)
     assert ex.runs == 0
 
