@@ -3,7 +3,7 @@
 trtbuild copies this file, unchanged, next to the model that uses it. Pure numpy; the tokenizer
 comes from trtbuild_text. Works on canonical names: `read_request` takes a function that returns an
 input by its client name (`text_input`, `max_tokens`, ...); `build` returns arrays under the
-`tensorrt_llm` input names (`input_ids`, `input_lengths`, ...) plus `request_uid`.
+`tensorrt_llm` input names (`input_ids`, `input_lengths`, ...).
 
 Rules, applied the same way on both paths:
 - the prompt is `system_prompt` (tokenized with the recipe's special tokens) + `text_input` (without),
@@ -20,7 +20,6 @@ Rules, applied the same way on both paths:
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -140,7 +139,6 @@ class PromptBuilder:
             "request_output_len": req["out_len"].astype(np.int32).reshape(rows, 1),
             "end_id": np.array(end_ids, dtype=np.int32).reshape(rows, 1),
             "pad_id": np.array(pad_ids, dtype=np.int32).reshape(rows, 1),
-            "request_uid": np.array([uuid.uuid4().int >> 65 for _ in range(rows)], dtype=np.uint64).reshape(rows, 1),
         }
         stop_rows = [self.default_stop + [[e] for e in self.end_ids if e != end] + self._words(words)
                      for end, words in zip(end_ids, req["stop"])]

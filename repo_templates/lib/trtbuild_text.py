@@ -7,10 +7,10 @@ What it does:
 - loads the tokenizer from the files copied into the repository, never from a hub;
 - tokenizes many prompts in one call (the dynamic batch of a model instance);
 - builds the backend's `[2, N]` word lists (stop words, bad words);
-- turns generated token ids into text *incrementally*: every token id maps to the exact bytes it
-  contributes, and one UTF-8 decoder per stream joins them. The concatenation of streamed chunks is
-  therefore byte-for-byte the non-streamed text: leading spaces stay, and a character split across
-  tokens is emitted whole once its last byte arrives;
+- turns generated token ids into text: every token id maps to the exact bytes it contributes, so
+  chunks of a stream join to exactly the non-streamed text (leading spaces stay); with one
+  incremental UTF-8 decoder per stream (`TextCodec.stream()`), a character split across tokens is
+  emitted whole once its last byte arrives;
 - computes the KV-cache retention ranges from the recipe's rules.
 """
 
@@ -21,9 +21,6 @@ import csv
 import json
 import os
 import re
-import threading
-import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -180,9 +177,12 @@ class TextCodec:
         """Stop/bad words: no special tokens added; words that encode to nothing are dropped."""
         return [ids for ids in self.encode_batch(words, add_special_tokens=False) if ids]
 
-    def decode(self, ids: Any) -> str:
+    def to_bytes(self, ids: Any) -> bytes:
         table, n = self.token_bytes, len(self.token_bytes)
-        return b"".join(table[i] if 0 <= i < n else b"" for i in ids).decode("utf-8", "replace")
+        return b"".join(table[i] if 0 <= i < n else b"" for i in ids)
+
+    def decode(self, ids: Any) -> str:
+        return self.to_bytes(ids).decode("utf-8", "replace")
 
     def stream(self) -> IncrementalDetokenizer:
         return IncrementalDetokenizer(self.token_bytes)
@@ -263,37 +263,6 @@ def retention_ranges(rules: list[dict[str, Any]], *, system_len: int, prompt_len
         duration = rule.get("duration_ms")
         out.append((start, end, int(rule["priority"]), -1 if duration is None else int(duration)))
     return out
-
-
-# --------------------------------------------------------------------------------- stream states
-class StreamStates:
-    """Per-request detokenizers keyed by the request uid, least recently used evicted first."""
-
-    def __init__(self, capacity: int = 4096, ttl_s: float = 600.0):
-        self._items: OrderedDict[int, tuple[IncrementalDetokenizer, float]] = OrderedDict()
-        self._capacity, self._ttl = capacity, ttl_s
-        self._lock = threading.Lock()
-
-    def get(self, uid: int, table: list[bytes]) -> IncrementalDetokenizer:
-        now = time.monotonic()
-        with self._lock:
-            item = self._items.pop(uid, None)
-            det = item[0] if item else IncrementalDetokenizer(table)
-            self._items[uid] = (det, now)
-            while self._items:
-                oldest_uid, (_, seen) = next(iter(self._items.items()))
-                if len(self._items) > self._capacity or now - seen > self._ttl:
-                    del self._items[oldest_uid]
-                else:
-                    break
-            return det
-
-    def drop(self, uid: int) -> None:
-        with self._lock:
-            self._items.pop(uid, None)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 def string_tensor(values: list[str], rows: int = 1) -> np.ndarray:

@@ -28,7 +28,7 @@ INPUTS = {
 OUTPUTS = {
     "input_ids": "INPUT_ID", "input_lengths": "REQUEST_INPUT_LEN", "request_output_len": "REQUEST_OUTPUT_LEN",
     "end_id": "OUT_END_ID", "pad_id": "OUT_PAD_ID", "stop_words_list": "STOP_WORDS_IDS",
-    "bad_words_list": "BAD_WORDS_IDS", "request_uid": "REQUEST_UID",
+    "bad_words_list": "BAD_WORDS_IDS",
     "retention_token_range_starts": "RETENTION_TOKEN_RANGE_STARTS",
     "retention_token_range_ends": "RETENTION_TOKEN_RANGE_ENDS",
     "retention_token_range_priorities": "RETENTION_TOKEN_RANGE_PRIORITIES",

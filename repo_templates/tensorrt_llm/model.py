@@ -130,6 +130,10 @@ class TritonPythonModel:
         self.model = AutoModelForCausalLM.from_pretrained(
             str(path), torch_dtype=getattr(torch, params["reference_dtype"]), local_files_only=True)
         self.model.eval()
+        # Requests say everything: no sampling defaults from the checkpoint's generation_config.json.
+        from transformers import GenerationConfig
+
+        self.model.generation_config = GenerationConfig()
         self.jobs: queue.Queue = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="reference-generate", daemon=True)
         self.worker.start()
@@ -205,9 +209,9 @@ class TritonPythonModel:
             repetition_penalty=float(s["repetition_penalty"] or 1.0),
             length_penalty=float(s["len_penalty"] if s["len_penalty"] is not None else 1.0),
             bad_words_ids=job.bad_words or None,
-            temperature=float(temp) if (sample and temp) else 1.0,
-            top_k=int(top_k) if (sample and top_k) else 0,
-            top_p=float(top_p) if (sample and top_p) else 1.0,
+            temperature=float(temp) if (sample and temp) else None,
+            top_k=int(top_k) if (sample and top_k) else None,
+            top_p=float(top_p) if (sample and top_p) else None,
         )
         recorder = _ScoreRecorder(s["presence_penalty"], s["frequency_penalty"], len(job.input_ids))
         stopper = _StopOnWords(job.stop_words, job.request, len(job.input_ids))

@@ -94,7 +94,7 @@ class TritonPythonModel:
     # -------------------------------------------------------------------------------- one request
     def _trtllm_request(self, request, arrays: dict, row: int, streaming: bool):
         tensors = [pb_utils.Tensor(name, np.ascontiguousarray(arr[row: row + 1]))
-                   for name, arr in arrays.items() if name != "request_uid"]
+                   for name, arr in arrays.items()]
         for client, target in PASSTHROUGH.items():
             value = _input(request, client)
             if value is not None:

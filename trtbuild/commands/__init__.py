@@ -8,6 +8,6 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
-    from trtbuild.commands import cache, checkpoint, engine, publish
+    from trtbuild.commands import cache, checkpoint, compile, engine, publish
 
-    return [checkpoint.register, cache.register, engine.register, publish.register]
+    return [compile.register, checkpoint.register, engine.register, cache.register, publish.register]

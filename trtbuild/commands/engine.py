@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_engine)
 
 
-def _executor(kind: str, plan: Any, args: argparse.Namespace, *, dry_run: bool) -> Any:
+def make_executor(kind: str, plan: Any, *, recipe_file: str | Path, lockfile: str | Path | None = None,
+                  dry_run: bool = False) -> Any:
+    """The executor for ``kind`` (auto|local|container|fake) and ``plan``'s toolchain settings."""
     from trtbuild.errors import ToolchainError, UsageError
     from trtbuild.toolchain.executors import (
         ContainerExecutor,
@@ -61,8 +63,8 @@ def _executor(kind: str, plan: Any, args: argparse.Namespace, *, dry_run: bool) 
     kind = choose_executor_kind(kind, image=tc.image)
     if kind == "local":
         return LocalExecutor()
-    lockfile = Path(args.lockfile) if args.lockfile else Path(args.file).resolve().parent / LOCKFILE_NAME
-    image = require_pinned(tc.image, load_image_lock(lockfile))
+    lock = Path(lockfile) if lockfile else Path(recipe_file).resolve().parent / LOCKFILE_NAME
+    image = require_pinned(tc.image, load_image_lock(lock))
     try:
         runtime = find_container_runtime(tc.container_runtime)
     except ToolchainError as exc:
@@ -118,7 +120,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
         raise PlanError(f"the plan for {plan.target['name']} is infeasible; nothing was built",
                         [Diagnostic(message=d.message, path=d.path, rule=d.rule) for d in plan.errors])
     kind = args.executor or plan.settings.toolchain.executor
-    executor = _executor(kind, plan, args, dry_run=args.dry_run)
+    executor = make_executor(kind, plan, recipe_file=args.file, lockfile=args.lockfile, dry_run=args.dry_run)
     cache_root = resolve_cache_dir(args.cache_dir)
     if args.dry_run:
         return _dry_run(plan, executor, args, timing_cache_path(cache_root, plan))

@@ -114,11 +114,13 @@ def generate_http(url: str, model: str, payload: dict[str, Any], *, stream: bool
     gen = Generation()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            # Triton writes BYTES outputs into JSON strings as they are: a chunk may hold part of a
+            # UTF-8 character, so read with surrogateescape and give the chunk its exact bytes back.
             if not stream:
-                _collect_json(gen, json.loads(response.read()))
+                _collect_json(gen, json.loads(response.read().decode("utf-8", "surrogateescape")))
             else:
                 for raw in response:
-                    line = raw.decode("utf-8").strip()
+                    line = raw.decode("utf-8", "surrogateescape").strip()
                     if line.startswith("data:"):
                         event = json.loads(line[5:])
                         if "error" in event:
@@ -138,7 +140,7 @@ def _collect_json(gen: Generation, event: dict[str, Any]) -> None:
         return
     text = event.get("text_output")
     if text is not None:
-        gen.chunks.append((text[0] if isinstance(text, list) else str(text)).encode("utf-8"))
+        gen.chunks.append((text[0] if isinstance(text, list) else str(text)).encode("utf-8", "surrogateescape"))
     for name in ("num_input_tokens", "num_output_tokens"):
         if name in event:
             value = event[name]

@@ -42,7 +42,6 @@ REQUEST_STATS_MAX_ITERATIONS = 0
 LORA_CACHE = {"optimal_adapter_size": 8, "max_adapter_size": 64, "gpu_memory_fraction": 0.05,
               "host_memory_bytes": 1 << 30}
 EXECUTOR_WORKER_PATH = "/opt/tritonserver/backends/tensorrtllm/trtllmExecutorWorker"
-STREAM_STATE_TTL_S = 600
 MAX_BLS_THREADS = 512
 
 
@@ -91,7 +90,6 @@ class RenderContext:
     max_queue_size: int
     decoupled: bool
     instances: Instances
-    postprocessing_single_instance: bool
     tokenizer_dir: str
     add_special_tokens: bool
     skip_special_tokens: bool
@@ -103,8 +101,6 @@ class RenderContext:
     max_seq_len: int
     kv_reuse: bool
     kv_retention_json: str
-    stream_state_capacity: int
-    stream_state_ttl_s: int
     bls_worker_threads: int
     logits_dtype: str
     prompt_table_dtype: str
@@ -174,13 +170,6 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
     models += list(client_models)
     decoupled = r.streaming
     notes: list[str] = []
-    post = sv.instances.postprocessing
-    single = decoupled and "ensemble" in client_models
-    if single and post != 1:
-        notes.append(f"postprocessing runs 1 instance, not {post} (serving.instances.postprocessing): streamed "
-                     "chunks of a request must meet one incremental detokenizer; dynamic batching decodes "
-                     "all streams in one call")
-        post = 1
     max_batch = int(r.max_batch_size or b.max_batch_size)
     dtype = s.dtype if s.dtype in DTYPE_TO_TRITON else "float16"
     logits_dtype = DTYPE_TO_TRITON.get(engine.logits_dtype, "TYPE_FP32")
@@ -234,15 +223,15 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
                                       "(Python backend, Hugging Face checkpoint)" if reference
                                       else MODEL_ROLES["tensorrt_llm"]}),
         max_batch_size=max_batch, max_queue_delay_us=r.max_queue_delay_us, max_queue_size=r.max_queue_size,
-        decoupled=decoupled, instances=Instances(sv.instances.preprocessing, post, sv.instances.bls),
-        postprocessing_single_instance=single, tokenizer_dir=f"../../{TOKENIZER_DIR}",
+        decoupled=decoupled,
+        instances=Instances(sv.instances.preprocessing, sv.instances.postprocessing, sv.instances.bls),
+        tokenizer_dir=f"../../{TOKENIZER_DIR}",
         add_special_tokens=sv.tokenizer.add_special_tokens, skip_special_tokens=sv.tokenizer.skip_special_tokens,
         end_ids=tokenizer.end_ids, pad_id=tokenizer.pad_id,
         stop_words_json=json.dumps(list(sv.stop_words), ensure_ascii=False),
         bad_words_json=json.dumps(list(sv.bad_words), ensure_ascii=False),
         max_input_len=min(b.max_input_len, engine.max_input_len), max_seq_len=engine.max_seq_len,
         kv_reuse=r.kv_cache.reuse, kv_retention_json=json.dumps(kv_retention, sort_keys=True),
-        stream_state_capacity=max(1024, 16 * max_batch), stream_state_ttl_s=STREAM_STATE_TTL_S,
         bls_worker_threads=min(MAX_BLS_THREADS, max(4, max_batch)),
         logits_dtype=logits_dtype, prompt_table_dtype=prompt_dtype, encoder_input_features_dtype="TYPE_FP16",
         trtllm=MappingProxyType(trtllm), client=load_contract(logits_dtype, prompt_dtype), ensemble_steps=steps,

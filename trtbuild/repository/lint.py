@@ -21,7 +21,9 @@ Every finding names the file and a rule id. Rules (all errors unless noted):
     dtype.prompt_table           prompt_embedding_table has one dtype across them
     ensemble.mapping             every input_map/output_map names a real tensor; dtype and dims match
     ensemble.required_input      a required step input is not mapped
-    stream.postprocessing_state  a streaming ensemble needs exactly one postprocessing instance
+    ensemble.decoupled_origin    a step after a decoupled model consumes only that model's tensors
+                                 (Triton refuses to load the ensemble otherwise)
+    ensemble.unused_tensor       an internal tensor no step consumes (Triton refuses this too)
     world.size                   world size = tp x pp, and launch.sh starts that many ranks
 """
 
@@ -283,13 +285,6 @@ def _consistency_rules(configs: dict[str, Any], manifest: dict[str, Any] | None,
             detail = ", ".join(f"{m}.{n} is {d}" for d, (m, n) in sorted(seen.items()))
             out.append(Finding(rule, _file("ensemble" if "ensemble" in configs else "tensorrt_llm_bls"),
                                f"dtypes disagree: {detail}"))
-    ens, post = configs.get("ensemble"), configs.get("postprocessing")
-    if ens is not None and post is not None and trt is not None and trt.model_transaction_policy.decoupled:
-        count = sum(g.count or 1 for g in post.instance_group) or 1
-        if count != 1:
-            out.append(Finding("stream.postprocessing_state", _file("postprocessing"), f"{count} instances: the "
-                               "streaming ensemble decodes each request's chunks with per-request state, so "
-                               "postprocessing must run exactly one instance"))
 
 
 def _ensemble_rules(configs: dict[str, Any], out: list[Finding]) -> None:
@@ -298,7 +293,9 @@ def _ensemble_rules(configs: dict[str, Any], out: list[Finding]) -> None:
         return
     rel = _file("ensemble")
     available = dict(_tensors(ens.input))
+    origin = dict.fromkeys(available, "")  # tensor -> decoupled model it streams from ("" = none)
     produced: dict[str, Tensor] = {}
+    consumed: set[str] = set()
     for step in ens.ensemble_scheduling.step:
         cfg = configs.get(step.model_name)
         if cfg is None:
@@ -309,6 +306,7 @@ def _ensemble_rules(configs: dict[str, Any], out: list[Finding]) -> None:
                                f"{step.model_name}'s {cfg.max_batch_size}"))
         inputs, outputs = _tensors(cfg.input), _tensors(cfg.output)
         for key, value in step.input_map.items():
+            consumed.add(value)
             where = f"step {step.model_name}: input_map {key} <- {value}"
             model_t, source = inputs.get(key), available.get(value)
             if model_t is None:
@@ -322,6 +320,13 @@ def _ensemble_rules(configs: dict[str, Any], out: list[Finding]) -> None:
             if not t.optional and name not in step.input_map:
                 out.append(Finding("ensemble.required_input", rel, f"step {step.model_name}: required input "
                                    f"{name!r} is not mapped"))
+        sources = {origin.get(v, "") for v in step.input_map.values()}
+        streamed = sorted(o for o in sources if o)
+        if streamed and len(sources) > 1:
+            out.append(Finding("ensemble.decoupled_origin", rel, f"step {step.model_name} mixes tensors streamed "
+                               f"by {', '.join(streamed)} with other tensors; Triton allows a step after a "
+                               "decoupled model to consume only that model's outputs"))
+        step_origin = step.model_name if cfg.model_transaction_policy.decoupled else (streamed[0] if streamed else "")
         for key, value in step.output_map.items():
             model_t = outputs.get(key)
             if model_t is None:
@@ -330,13 +335,19 @@ def _ensemble_rules(configs: dict[str, Any], out: list[Finding]) -> None:
                 continue
             produced[value] = model_t
             available[value] = model_t
-    for name, t in _tensors(ens.output).items():
+            origin[value] = step_origin
+    ens_outputs = _tensors(ens.output)
+    for name, t in ens_outputs.items():
         source = produced.get(name)
         if source is None:
             out.append(Finding("ensemble.mapping", rel, f"ensemble output {name!r} is produced by no step"))
         elif source.dtype != t.dtype or not _dims_match(source.dims, t.dims):
             out.append(Finding("ensemble.mapping", rel, f"ensemble output {name}: {t.dtype} {list(t.dims)} but the "
                                f"step produces {source.dtype} {list(source.dims)}"))
+    for name in sorted(set(produced) - consumed - set(ens_outputs)):
+        out.append(Finding("ensemble.unused_tensor", rel, f"tensor {name!r} is produced but no step consumes it"))
+    for name in sorted(set(_tensors(ens.input)) - consumed):
+        out.append(Finding("ensemble.unused_tensor", rel, f"ensemble input {name!r} reaches no step", "warning"))
 
 
 def _launch_rules(view: RepoView, manifest: dict[str, Any] | None, out: list[Finding]) -> None:

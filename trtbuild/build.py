@@ -1,0 +1,187 @@
+"""``run_build``: plan → fetch → checkpoint → engine → repository, through the content-addressed store.
+
+Each stage's key is known before it runs (``trtbuild.fingerprint``); a stage whose key is in the store
+is reused, otherwise it is built into the store (staging dir + rename, per-key lock), so a killed
+compile resumes where it stopped. The artifact for each GPU is then exported to ``OUT/<gpu>/``
+(hard links where possible) with a ``report.json`` and a ``trtbuild-artifact.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import Diagnostic, PlanError, StageError
+from trtbuild.fingerprint import StageFingerprint, explain
+from trtbuild.fsutil import staged_dir, write_atomic
+from trtbuild.plan.planner import BuildPlan, make_plan
+from trtbuild.progress import Progress
+from trtbuild.recipe.loader import LoadedRecipe
+from trtbuild.targets import TargetState, resolve_target
+
+REPORT_FORMAT = 1
+
+
+@dataclass
+class StageReport:
+    stage: str
+    key: str
+    status: str                     # cached | built
+    reasons: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    peak_rss_bytes: int = 0
+    artifact_bytes: int = 0
+    path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TargetReport:
+    gpu: str
+    out_dir: Path
+    plan: BuildPlan
+    stages: list[StageReport]
+    fingerprint: str
+    published: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": REPORT_FORMAT, "recipe": self.plan.recipe, "target": self.plan.target,
+            "fingerprint": self.fingerprint, "out_dir": str(self.out_dir),
+            "stages": [s.to_json() for s in self.stages],
+            "memory_prediction": self.plan.memory, "diagnostics": [d.model_dump() for d in self.plan.diagnostics],
+            "published": self.published,
+        }
+
+
+def _peak_rss() -> int:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) * 1024  # Linux reports KiB
+
+
+def tree_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            p = Path(root) / f
+            if not p.is_symlink():
+                total += p.stat().st_size
+    return total
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    def copy(s: str, d: str) -> object:
+        try:
+            os.link(s, d)
+            return d
+        except OSError:
+            return shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=copy)
+
+
+def require_feasible(plan: BuildPlan) -> None:
+    if not plan.feasible:
+        raise PlanError(f"the plan for {plan.target['name']} is not feasible; nothing was built "
+                        "(`trtbuild plan` explains it)",
+                        diagnostics=[Diagnostic(d.message, path=d.path, rule=d.rule) for d in plan.errors])
+
+
+@dataclass
+class BuildOptions:
+    out_dir: Path
+    executor: str | None = None          # auto|local|container|fake (None: the recipe's)
+    lockfile: Path | None = None
+    device: str | None = None            # checkpoint calibration device
+    dry_run: bool = False
+
+
+StageBuilder = Callable[[Path], None]
+
+
+class Builder:
+    """Runs the stages of one or more targets of a recipe against a ``Store``."""
+
+    def __init__(self, loaded: LoadedRecipe, store: Any, options: BuildOptions, *, progress: Progress | None = None):
+        self.loaded = loaded
+        self.store = store
+        self.options = options
+        self.progress = progress or Progress.silent()
+
+    # -- one stage -------------------------------------------------------------------------
+    def _stage(self, state: TargetState, fp: StageFingerprint, build: StageBuilder) -> tuple[Path, StageReport]:
+        cached = self.store.get(fp.stage, fp.key)
+        if cached is not None:
+            task = self.progress.start(f"{fp.stage} [{state.plan.target['key']}]")
+            self.progress.finish(task, "cached")
+            return cached, StageReport(fp.stage, fp.key, "cached", path=str(cached),
+                                       artifact_bytes=tree_bytes(cached))
+        reasons = explain(state.previous_inputs(fp.stage), fp.inputs)
+        task = self.progress.start(f"{fp.stage} [{state.plan.target['key']}] ({'; '.join(reasons)})")
+        t0 = time.monotonic()
+        meta = {"inputs": fp.inputs, "recipe": self.loaded.recipe.name, "gpu": state.plan.target["key"]}
+        path = self.store.put(fp.stage, fp.key, build, meta=meta)
+        wall = time.monotonic() - t0
+        self.progress.finish(task)
+        return path, StageReport(fp.stage, fp.key, "built", reasons, round(wall, 3), _peak_rss(),
+                                 tree_bytes(path), str(path))
+
+    # -- one target ------------------------------------------------------------------------
+    def build_target(self, gpu: str) -> TargetReport:
+        plan = make_plan(self.loaded, gpu)
+        require_feasible(plan)
+        state = resolve_target(self.loaded, plan, self.store, executor_kind=self.options.executor,
+                               lockfile=self.options.lockfile, progress=self.progress)
+        reports: list[StageReport] = []
+        fps = state.fingerprints
+        fetch_path, rep = self._stage(state, fps["fetch"], state.write_fetch_record)
+        reports.append(rep)
+        checkpoint = engine = None
+        if "checkpoint" in fps:
+            checkpoint, rep = self._stage(state, fps["checkpoint"],
+                                          lambda d: state.run_checkpoint(d, self.progress, self.options.device))
+            reports.append(rep)
+        if "engine" in fps:
+            assert checkpoint is not None
+            ck = checkpoint
+            engine, rep = self._stage(state, fps["engine"], lambda d: state.run_engine(ck, d, self.progress))
+            reports.append(rep)
+        repo, rep = self._stage(state, fps["repository"],
+                                lambda d: state.run_repository(d, checkpoint=checkpoint, engine=engine))
+        reports.append(rep)
+        out = self.options.out_dir / plan.target["key"]
+        report = TargetReport(plan.target["key"], out, plan, reports, fps["repository"].key)
+        self._export(report, repo, engine, state)
+        return report
+
+    def _export(self, report: TargetReport, repo: Path, engine: Path | None, state: TargetState) -> None:
+        """OUT/<gpu>/: repository/ (+ engine/), report.json, trtbuild-artifact.json — replaced atomically."""
+        with staged_dir(report.out_dir) as stage:
+            _link_or_copy(repo, stage / "repository")
+            if engine is not None:
+                _link_or_copy(engine, stage / "engine")
+            write_atomic(stage / "trtbuild-artifact.json", json.dumps(state.artifact_json(report.fingerprint),
+                                                                       indent=2, sort_keys=True))
+        # The report (timings) lives beside the artifact, not in it: republishing identical content
+        # must upload nothing.
+        write_atomic(report.out_dir.parent / f"{report.gpu}.report.json",
+                     json.dumps(report.to_json(), indent=2, default=str))
+
+    def build(self, gpus: list[str]) -> list[TargetReport]:
+        reports = []
+        for gpu in gpus:
+            try:
+                reports.append(self.build_target(gpu))
+            except StageError:
+                raise
+        return reports

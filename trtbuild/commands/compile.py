@@ -1,0 +1,161 @@
+"""`trtbuild compile FILE --gpu GPU [--gpu ...] [--out DIR] [--publish REF]`: the main command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("compile", help="plan, build every stage (cached by content) and write the artifacts",
+                       description="fetch → checkpoint → engine → repository for each --gpu. Stages whose "
+                                   "inputs did not change are reused from the cache; each target's artifact "
+                                   "goes to OUT/<gpu>/ and the build report to OUT/report.json.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--gpu", action="append", metavar="GPU", help="target GPU (repeatable; default: the recipe's targets)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default: build/<recipe name>)")
+    p.add_argument("--cache-dir", metavar="DIR", help="content-addressed cache (default $TRTBUILD_CACHE_DIR or the "
+                                                      "user cache dir)")
+    p.add_argument("--executor", choices=["auto", "local", "container", "fake"],
+                   help="where trtllm-build runs (default: the recipe's toolchain.executor)")
+    p.add_argument("--lockfile", metavar="FILE", help="lockfile to honour (default: FILE.lock.json if present)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="calibration device")
+    p.add_argument("--publish", metavar="REF", nargs="?", const="",
+                   help="push each artifact to oci://host/ns/name[:tag] (default: the recipe's publish.registry); "
+                        "{gpu} and {name} in the tag are filled in")
+    p.add_argument("--skip-published", action="store_true",
+                   help="with --publish: skip targets whose fingerprint is already in the registry")
+    p.add_argument("--plain-http", action="store_true", help="registry over HTTP (loopback only)")
+    p.add_argument("--insecure", action="store_true", help="do not verify the registry's TLS certificate")
+    p.add_argument("--json", action="store_true", help="print the build report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_compile)
+
+
+def publish_ref(template: str, recipe: Any, gpu: str, fingerprint: str, several: bool) -> str:
+    """The OCI reference for one target: fill {name}/{gpu}/{fingerprint}; default tag from the recipe."""
+    from trtbuild.registry.reference import parse_ref  # noqa: F401  (validates below)
+
+    ref = template or (recipe.publish.registry or "")
+    if not ref:
+        raise UsageError("--publish needs a reference (oci://host/ns/name[:tag]) or the recipe's publish.registry")
+    fields = {"name": recipe.name, "gpu": gpu, "fingerprint": fingerprint[:16]}
+    tail = ref.rsplit("/", 1)[-1]
+    if ":" not in tail and "@" not in tail:
+        ref = f"{ref}:{recipe.publish.tag}"
+    elif several and "{gpu}" not in ref:
+        ref = f"{ref}-{{gpu}}"
+    return ref.format(**fields)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from trtbuild.build import Builder, BuildOptions, require_feasible
+    from trtbuild.cache.store import Store
+    from trtbuild.plan.planner import make_plan
+    from trtbuild.progress import Progress
+    from trtbuild.recipe.loader import load_recipe
+    from trtbuild.targets import resolve_target
+
+    loaded = load_recipe(args.file)
+    gpus = list(args.gpu or sorted(loaded.targets))
+    if not gpus:
+        raise UsageError("--gpu is required (the recipe has no targets:); `trtbuild gpus` lists GPU names")
+    plans = [make_plan(loaded, g) for g in gpus]
+    for plan in plans:  # every target is checked before any GPU (or CPU) time is spent
+        require_feasible(plan)
+    out = Path(args.out or Path("build") / loaded.recipe.name).absolute()
+    store = Store.open(args.cache_dir)
+    progress = Progress(enabled=not args.quiet and not args.json)
+    lockfile = Path(args.lockfile) if args.lockfile else None
+    options = BuildOptions(out_dir=out, executor=args.executor, lockfile=lockfile,
+                           device=None if args.device == "auto" else args.device)
+    builder = Builder(loaded, store, options, progress=progress)
+    publishing = args.publish is not None
+    reports: list[Any] = []
+    skipped: list[dict[str, str]] = []
+    for plan in plans:
+        gpu = plan.target["key"]
+        if publishing and args.skip_published:
+            state = resolve_target(loaded, plan, store, executor_kind=args.executor, lockfile=lockfile)
+            fp = state.fingerprints["repository"].key
+            ref = publish_ref(args.publish, loaded.recipe, gpu, fp, len(plans) > 1)
+            if _already_published(ref, fp, args):
+                progress.log(f"{gpu}: fingerprint {fp[:12]} already published at {ref}; skipped")
+                skipped.append({"gpu": gpu, "fingerprint": fp, "ref": ref})
+                continue
+        report = builder.build_target(plan.target["key"])
+        if publishing:
+            ref = publish_ref(args.publish, loaded.recipe, gpu, report.fingerprint, len(plans) > 1)
+            report.published.append(_publish(report.out_dir, ref, loaded.recipe, store, args, progress))
+        reports.append(report)
+    summary = {"recipe": loaded.recipe.name, "out_dir": str(out), "targets": [r.to_json() for r in reports],
+               "skipped": skipped}
+    out.mkdir(parents=True, exist_ok=True)
+    from trtbuild.fsutil import write_atomic
+
+    write_atomic(out / "report.json", json.dumps(summary, indent=2, default=str))
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(render_report(reports, skipped, out))
+    return 0
+
+
+def _already_published(ref: str, fingerprint: str, args: argparse.Namespace) -> bool:
+    from trtbuild.registry.publish import adopt_published, client_for
+    from trtbuild.registry.reference import parse_ref
+
+    r = parse_ref(ref)
+    return bool(adopt_published(r, fingerprint, client=client_for(r, plain_http=args.plain_http,
+                                                                   insecure=args.insecure)))
+
+
+def _publish(src: Path, ref: str, recipe: Any, store: Any, args: argparse.Namespace, progress: Any) -> str:
+    from trtbuild.registry.publish import client_for, publish_artifact
+    from trtbuild.registry.reference import parse_ref
+
+    r = parse_ref(ref)
+    task = progress.start(f"publish {ref}")
+    result = publish_artifact(src, r, client=client_for(r, plain_http=args.plain_http, insecure=args.insecure),
+                              annotations=dict(recipe.publish.annotations), stat_cache=store.stat_cache())
+    progress.finish(task, f"{getattr(result, 'digest', '')}")
+    pinned = getattr(result, "pinned", None)
+    return str(pinned or ref)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def render_report(reports: list[Any], skipped: list[dict[str, str]], out: Path) -> str:
+    lines = []
+    for r in reports:
+        t = r.plan.target
+        label = "reference (not an engine)" if t["reference"] else f"SM {t['sm']}"
+        lines.append(f"{r.plan.recipe['name']} for {t['name']} ({label}) → {r.out_dir}")
+        lines.append(f"  {'stage':<11} {'status':<7} {'wall':>8} {'peak RSS':>10} {'size':>10}  key")
+        for s in r.stages:
+            lines.append(f"  {s.stage:<11} {s.status:<7} {s.wall_s:>7.1f}s {_size(s.peak_rss_bytes):>10} "
+                         f"{_size(s.artifact_bytes):>10}  {s.key[:12]}"
+                         + (f"  ({'; '.join(s.reasons)})" if s.reasons and s.status == "built" else ""))
+        m = r.plan.memory
+        if not t["reference"]:
+            lines.append(f"  predicted per GPU: weights {_size(m['weights_bytes_per_rank'])}, KV capacity "
+                         f"{m['kv_capacity_tokens']:,} tokens, {m['max_concurrent_sequences']} sequences at max_seq_len")
+        lines.append(f"  fingerprint {r.fingerprint}")
+        for ref in r.published:
+            lines.append(f"  published {ref}")
+    for s in skipped:
+        lines.append(f"{s['gpu']}: already published ({s['ref']}, fingerprint {s['fingerprint'][:12]})")
+    lines.append(f"report: {out / 'report.json'}")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""Everything a target (recipe × GPU) needs to fingerprint and run its stages.
+
+``resolve_target`` gathers the inputs of the fingerprints cheaply — model file digests through the
+stat cache, the toolchain's identity, the calibration data digest, the template digest — so that
+``compile`` and ``status`` agree on every key without building anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtbuild import __version__
+from trtbuild.errors import StageError
+from trtbuild.fingerprint import FingerprintInputs, StageFingerprint, fingerprint_stages, package_versions, template_digest
+from trtbuild.fsutil import write_atomic
+from trtbuild.plan.planner import BuildPlan
+from trtbuild.plan.sources import resolve_local
+from trtbuild.progress import Progress
+from trtbuild.recipe.loader import LoadedRecipe
+
+CHECKPOINT_PACKAGES = ("nvidia-modelopt", "torch", "transformers", "safetensors")
+
+
+def model_source(loaded: LoadedRecipe, plan: BuildPlan) -> str:
+    src = plan.settings.model.source
+    return src if src.startswith("hf://") else str(resolve_local(loaded.base_dir, src).resolve())
+
+
+def calibration_source(loaded: LoadedRecipe, plan: BuildPlan) -> str:
+    ds = plan.settings.quantization.calibration.dataset
+    if ds == "builtin" or ds.startswith("hf://"):
+        return ds
+    return str(resolve_local(loaded.base_dir, ds).resolve())
+
+
+def _calibration_digest(source: str, stat_cache: Any) -> str:
+    if source == "builtin":
+        from trtbuild.demo.corpus import corpus_text
+
+        return hashlib.sha256(corpus_text().encode()).hexdigest()
+    if source.startswith("hf://"):
+        return source
+    p = Path(source)
+    if not p.is_file():
+        raise StageError("checkpoint", f"quantization.calibration.dataset: {p}: no such file")
+    return str(stat_cache.digest(p))
+
+
+@dataclass
+class TargetState:
+    loaded: LoadedRecipe
+    plan: BuildPlan
+    store: Any
+    model_path: Path
+    files: tuple[Any, ...]                 # FileDigest(path, sha256, size) of every model file used
+    revision: str | None
+    fingerprints: dict[str, StageFingerprint]
+    toolchain: dict[str, str] = field(default_factory=dict)
+    executor: Any = None
+    toolchain_info: Any = None
+
+    # -- history -----------------------------------------------------------------------------
+    def previous_inputs(self, stage: str) -> dict[str, Any] | None:
+        """Inputs of the newest stored entry of this stage for this recipe and GPU (for 'why')."""
+        best = None
+        for e in self.store.entries():
+            meta = e.manifest.meta or {}
+            if e.stage != stage or meta.get("recipe") != self.loaded.recipe.name:
+                continue
+            if stage in ("engine", "repository") and meta.get("gpu") != self.plan.target["key"]:
+                continue
+            if best is None or e.manifest.created > best.manifest.created:
+                best = e
+        return (best.manifest.meta or {}).get("inputs") if best else None
+
+    # -- stage bodies (each writes into the empty directory it is given) ---------------------
+    def write_fetch_record(self, out: Path) -> None:
+        record = {"source": self.plan.settings.model.source, "path": str(self.model_path),
+                  "revision": self.revision, "files": [f._asdict() for f in self.files]}
+        write_atomic(out / "fetch.json", json.dumps(record, indent=2))
+
+    def run_checkpoint(self, out: Path, progress: Progress, device: str | None) -> None:
+        from trtbuild.stages.checkpoint import CheckpointInputs, run_checkpoint
+
+        s = self.plan.settings
+        inputs = CheckpointInputs.from_recipe(
+            model_dir=self.model_path, architecture=self.plan.model["architecture"],
+            decoder_type=self.plan.model["decoder_type"], dtype=s.dtype, model=s.model, quantization=s.quantization,
+            parallelism=s.parallelism, calib_dataset=calibration_source(self.loaded, self.plan),
+            input_files=tuple(self.files))
+        run_checkpoint(inputs, out, progress=progress, device=device)
+
+    def run_engine(self, checkpoint: Path, out: Path, progress: Progress) -> None:
+        from trtbuild.stages.engine import run_engine_stage
+
+        if self.toolchain_info is None:
+            self.toolchain_info = self.executor.probe()
+        run_engine_stage(self.plan, checkpoint, out, executor=self.executor, toolchain_info=self.toolchain_info,
+                         progress=progress, cache_root=self.store.cache_dir)
+
+    def run_repository(self, out: Path, *, checkpoint: Path | None, engine: Path | None) -> None:
+        from trtbuild.repository.render import render_repository
+
+        reference = bool(self.plan.target["reference"])
+        tokenizer = self.model_path if reference or checkpoint is None else checkpoint / "tokenizer"
+        render_repository(self.plan, out_dir=out, tokenizer_dir=tokenizer, engine_dir=engine,
+                          hf_model_dir=self.model_path if reference else None)
+
+    def artifact_json(self, fingerprint: str) -> dict[str, Any]:
+        return {
+            "name": self.plan.recipe["name"], "fingerprint": fingerprint, "gpu": self.plan.target["key"],
+            "gpu_name": self.plan.target["name"], "sm": self.plan.target["sm"],
+            "reference": self.plan.target["reference"], "recipe_digest": self.loaded.text_sha256,
+            "model": {"source": self.plan.settings.model.source, "revision": self.revision},
+            "versions": {"trtbuild": __version__, **self.toolchain},
+            "stages": {name: fp.key for name, fp in self.fingerprints.items()},
+        }
+
+
+def model_digests(loaded: LoadedRecipe, plan: BuildPlan, stat_cache: Any) -> tuple[Path, tuple[Any, ...], str | None]:
+    """(model dir, file digests, revision). Local sources are hashed through the stat cache."""
+    from trtbuild.stages.fetch import FileDigest, fetch_model, model_files
+
+    m = plan.settings.model
+    source = model_source(loaded, plan)
+    if source.startswith("hf://"):
+        fetched = fetch_model(source, allow_pickle=m.allow_pickle, trust_remote_code=m.trust_remote_code)
+        return Path(fetched.path), tuple(fetched.files), fetched.revision
+    path = Path(source)
+    if not path.is_dir():
+        raise StageError("fetch", f"model.source: {path} is not a directory")
+    files = model_files(path, allow_pickle=m.allow_pickle, trust_remote_code=m.trust_remote_code)
+    digests = tuple(FileDigest(str(p.relative_to(path)), stat_cache.digest(p), p.stat().st_size) for p in files)
+    return path, digests, None
+
+
+def toolchain_identity(loaded: LoadedRecipe, plan: BuildPlan, executor_kind: str | None,
+                       lockfile: Path | None) -> tuple[Any, Any, dict[str, str]]:
+    """(executor, toolchain info or None, identity dict for the engine key)."""
+    if plan.stage("engine") is None:
+        return None, None, {}
+    from trtbuild.commands.engine import make_executor
+
+    kind = executor_kind or plan.settings.toolchain.executor
+    executor = make_executor(kind, plan, recipe_file=loaded.path, lockfile=lockfile)
+    if executor.kind == "container":
+        return executor, None, {"executor": "container", "image": executor.image}
+    info = executor.probe()
+    ident = {"executor": info.executor, "tensorrt_llm": info.trtllm_version or "absent",
+             "tensorrt": info.tensorrt_version or "absent"}
+    return executor, info, ident
+
+
+def resolve_target(loaded: LoadedRecipe, plan: BuildPlan, store: Any, *, executor_kind: str | None = None,
+                   lockfile: Path | None = None, progress: Progress | None = None) -> TargetState:
+    stat_cache = store.stat_cache()
+    executor, info, toolchain = toolchain_identity(loaded, plan, executor_kind, lockfile)
+    path, files, revision = model_digests(loaded, plan, stat_cache)
+    calib = None
+    if plan.stage("checkpoint") is not None and "calibration" in plan.stage("checkpoint").params:
+        calib = _calibration_digest(calibration_source(loaded, plan), stat_cache)
+    fin = FingerprintInputs(
+        model_files={f.path: f.sha256 for f in files}, revision=revision, calibration_digest=calib,
+        toolchain=toolchain, templates=template_digest(),
+        checkpoint_versions=package_versions(*CHECKPOINT_PACKAGES) if plan.stage("checkpoint") else {})
+    fps = fingerprint_stages(plan, fin)
+    state = TargetState(loaded, plan, store, path, files, revision, fps, toolchain, executor, info)
+    if executor is not None and info is None and executor.kind == "container":
+        state.toolchain_info = None  # probed lazily by the engine stage's caller when it must build
+    return state
