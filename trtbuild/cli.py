@@ -79,11 +79,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     loaded = load_recipe(args.file)
     plans = [make_plan(loaded, g) for g in _gpus_for(args, loaded)]
+    status = _stage_status(loaded, plans, args) if args.status else {}
     if args.json:
-        _print_json(plans[0].to_json() if len(plans) == 1 else {"plans": [p.to_json() for p in plans]})
+        docs = [dict(p.to_json(), **({"cache": status[p.target["key"]]} if status else {})) for p in plans]
+        _print_json(docs[0] if len(docs) == 1 else {"plans": docs})
     else:
-        print("\n\n".join(render_plan(p) for p in plans))
+        parts = []
+        for p in plans:
+            text = render_plan(p)
+            if status:
+                text += "\n\n" + _render_status(status[p.target["key"]])
+            parts.append(text)
+        print("\n\n".join(parts))
     return 0 if all(p.feasible for p in plans) else 3
+
+
+def _stage_status(loaded: Any, plans: list[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Per target: each stage cached / to build, with the reason (needs the cache's stat cache)."""
+    from trtbuild.cache.store import Store
+    from trtbuild.commands.status import target_status
+
+    store = Store.open(args.cache_dir)
+    ns = argparse.Namespace(executor=args.executor, registry=None, gpu=None, plain_http=False, insecure=False)
+    return {p.target["key"]: target_status(loaded, p.target["key"], store, ns) for p in plans}
+
+
+def _render_status(row: dict[str, Any]) -> str:
+    lines = [f"cache: {row['state']}"]
+    lines += [f"  {stage:<11} {state}" for stage, state in row["stages"].items()]
+    lines += [f"  {why}" for why in row["reasons"]]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------- schema / gpus
@@ -127,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--gpu", action="append", metavar="GPU", help="target GPU (repeatable); see `trtbuild gpus`")
     p.add_argument("--json", action="store_true", help="machine-readable plan")
+    p.add_argument("--status", action="store_true",
+                   help="also show each stage as cached / to build, and why (stat-caches model digests)")
+    p.add_argument("--cache-dir", metavar="DIR", help="with --status: the cache to look in")
+    p.add_argument("--executor", choices=["auto", "local", "container", "fake"], help="with --status")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("schema", help="print the recipe JSON Schema")

@@ -18,7 +18,8 @@ from trtbuild.errors import StageError
 from trtbuild.fingerprint import FingerprintInputs, StageFingerprint, fingerprint_stages, package_versions, template_digest
 from trtbuild.fsutil import write_atomic
 from trtbuild.plan.planner import BuildPlan
-from trtbuild.plan.sources import resolve_local
+from trtbuild.lockfile import Lock, check_files, default_lock_path, pinned_source, read_lock
+from trtbuild.plan.sources import cached_hf_file, parse_hf_source, resolve_local
 from trtbuild.progress import Progress
 from trtbuild.recipe.loader import LoadedRecipe
 
@@ -55,7 +56,7 @@ class TargetState:
     loaded: LoadedRecipe
     plan: BuildPlan
     store: Any
-    model_path: Path
+    model_path: Path | None
     files: tuple[Any, ...]                 # FileDigest(path, sha256, size) of every model file used
     revision: str | None
     fingerprints: dict[str, StageFingerprint]
@@ -121,26 +122,57 @@ class TargetState:
         }
 
 
-def model_digests(loaded: LoadedRecipe, plan: BuildPlan, stat_cache: Any) -> tuple[Path, tuple[Any, ...], str | None]:
-    """(model dir, file digests, revision). Local sources are hashed through the stat cache."""
-    from trtbuild.stages.fetch import FileDigest, fetch_model, model_files
+class NotResolvable(StageError):
+    """A key cannot be computed without downloading or probing (status reports it as unknown)."""
+
+    def __init__(self, message: str):
+        super().__init__("fetch", message)
+
+
+def _digest_dir(path: Path, m: Any, stat_cache: Any) -> tuple[Any, ...]:
+    from trtbuild.stages.fetch import FileDigest, model_files
+
+    files = model_files(path, allow_pickle=m.allow_pickle, trust_remote_code=m.trust_remote_code)
+    return tuple(FileDigest(str(p.relative_to(path)), stat_cache.digest(p), p.stat().st_size) for p in files)
+
+
+def model_digests(loaded: LoadedRecipe, plan: BuildPlan, stat_cache: Any, *, lock: Lock | None = None,
+                  download: bool = True) -> tuple[Path | None, tuple[Any, ...], str | None]:
+    """(model dir, file digests, revision). Local files are hashed through the stat cache; an hf://
+    source is fetched (``download``), or else taken from the lock or the local HF cache."""
+    from trtbuild.stages.fetch import FileDigest, fetch_model
 
     m = plan.settings.model
-    source = model_source(loaded, plan)
+    source = pinned_source(model_source(loaded, plan), lock)
     if source.startswith("hf://"):
+        if not download:
+            if lock is not None and lock.model.files and lock.model.revision:
+                files = tuple(FileDigest(k, v, 0) for k, v in sorted(lock.model.files.items()))
+                return None, files, lock.model.revision
+            repo, rev = parse_hf_source(source)
+            cfg = cached_hf_file(repo, rev, "config.json")
+            if cfg is None:
+                raise NotResolvable(f"{source} is neither locked nor in the local HF cache (run `trtbuild lock`)")
+            snap = cfg.parent
+            return snap, _digest_dir(snap, m, stat_cache), snap.name
         fetched = fetch_model(source, allow_pickle=m.allow_pickle, trust_remote_code=m.trust_remote_code)
-        return Path(fetched.path), tuple(fetched.files), fetched.revision
+        files = tuple(fetched.files)
+        check_files(lock, {f.path: f.sha256 for f in files}, source)
+        return Path(fetched.path), files, fetched.revision
     path = Path(source)
     if not path.is_dir():
         raise StageError("fetch", f"model.source: {path} is not a directory")
-    files = model_files(path, allow_pickle=m.allow_pickle, trust_remote_code=m.trust_remote_code)
-    digests = tuple(FileDigest(str(p.relative_to(path)), stat_cache.digest(p), p.stat().st_size) for p in files)
-    return path, digests, None
+    files = _digest_dir(path, m, stat_cache)
+    check_files(lock, {f.path: f.sha256 for f in files}, str(path))
+    return path, files, None
+
+
+_IDENTITY_CACHE: dict[tuple[str, str | None], tuple[Any, dict[str, str]]] = {}
 
 
 def toolchain_identity(loaded: LoadedRecipe, plan: BuildPlan, executor_kind: str | None,
                        lockfile: Path | None) -> tuple[Any, Any, dict[str, str]]:
-    """(executor, toolchain info or None, identity dict for the engine key)."""
+    """(executor, toolchain info or None, identity dict for the engine key). Probes once per process."""
     if plan.stage("engine") is None:
         return None, None, {}
     from trtbuild.commands.engine import make_executor
@@ -149,20 +181,33 @@ def toolchain_identity(loaded: LoadedRecipe, plan: BuildPlan, executor_kind: str
     executor = make_executor(kind, plan, recipe_file=loaded.path, lockfile=lockfile)
     if executor.kind == "container":
         return executor, None, {"executor": "container", "image": executor.image}
-    info = executor.probe()
-    ident = {"executor": info.executor, "tensorrt_llm": info.trtllm_version or "absent",
-             "tensorrt": info.tensorrt_version or "absent"}
-    return executor, info, ident
+    cache_key = (executor.kind, None)
+    if cache_key not in _IDENTITY_CACHE or executor.kind == "fake":
+        info = executor.probe()
+        ident = {"executor": info.executor, "tensorrt_llm": info.trtllm_version or "absent",
+                 "tensorrt": info.tensorrt_version or "absent"}
+        _IDENTITY_CACHE[cache_key] = (info, ident)
+    info, ident = _IDENTITY_CACHE[cache_key]
+    return executor, info, dict(ident)
 
 
 def resolve_target(loaded: LoadedRecipe, plan: BuildPlan, store: Any, *, executor_kind: str | None = None,
-                   lockfile: Path | None = None, progress: Progress | None = None) -> TargetState:
+                   lockfile: Path | None = None, progress: Progress | None = None,
+                   download: bool = True) -> TargetState:
+    """Everything needed to key (and run) the target's stages. ``download=False`` (status) never fetches."""
     stat_cache = store.stat_cache()
-    executor, info, toolchain = toolchain_identity(loaded, plan, executor_kind, lockfile)
-    path, files, revision = model_digests(loaded, plan, stat_cache)
+    lock_path = Path(lockfile) if lockfile else default_lock_path(loaded.path)
+    if lockfile and not lock_path.is_file():
+        raise StageError("fetch", f"--lockfile {lock_path}: no such file")
+    lock = read_lock(lock_path)
+    executor, info, toolchain = toolchain_identity(loaded, plan, executor_kind, lock_path)
+    path, files, revision = model_digests(loaded, plan, stat_cache, lock=lock, download=download)
     calib = None
     if plan.stage("checkpoint") is not None and "calibration" in plan.stage("checkpoint").params:
         calib = _calibration_digest(calibration_source(loaded, plan), stat_cache)
+        if lock is not None and lock.calibration is not None and lock.calibration.sha256 != calib:
+            raise StageError("checkpoint", f"calibration data {lock.calibration.source} differs from the lockfile "
+                                           f"{lock_path}; run `trtbuild lock` again if the change is intended")
     fin = FingerprintInputs(
         model_files={f.path: f.sha256 for f in files}, revision=revision, calibration_digest=calib,
         toolchain=toolchain, templates=template_digest(),

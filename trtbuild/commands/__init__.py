@@ -8,6 +8,7 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
-    from trtbuild.commands import cache, checkpoint, compile, engine, publish
+    from trtbuild.commands import cache, checkpoint, compile, engine, lock, publish, repository, status
 
-    return [compile.register, checkpoint.register, engine.register, cache.register, publish.register]
+    return [compile.register, status.register, lock.register, checkpoint.register, engine.register,
+            repository.register, cache.register, publish.register]

@@ -181,8 +181,10 @@ def rule_kv_quant_context_fmha(c: RuleContext) -> list[Finding]:
     why = ""
     if q.kv_cache == "int8":
         why = "an INT8 KV cache"
-    elif q.kv_cache == "fp8" and (q.weights not in FP8_FAMILY or c.gpu.sm < 89):
+    elif q.kv_cache == "fp8" and q.weights not in FP8_FAMILY:
         why = f"an FP8 KV cache with {q.weights} weights (FP8 context FMHA needs fp8, w4a8_awq or nvfp4)"
+    elif q.kv_cache == "fp8" and c.gpu.sm < 89:
+        why = f"an FP8 KV cache on SM {c.gpu.sm} (FP8 context FMHA needs SM >= 89)"
     if not why:
         return []
     needs = [name for name, on in (("runtime.kv_cache.reuse", r.kv_cache.reuse),

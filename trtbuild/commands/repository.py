@@ -1,0 +1,142 @@
+"""`trtbuild lint REPO`, `trtbuild serve REPO`, `trtbuild smoke REPO --prompt TEXT`: the Triton repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import RepositoryError, UsageError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("lint", help="check a Triton repository; exit 0 when clean, 4 with findings",
+                       description="Parse every config.pbtxt as Triton's ModelConfig and check the repository "
+                                   "(placeholders, booleans, KV reuse, batch limits, decoupled mode, dtypes, "
+                                   "ensemble wiring, world size). Each finding names the file and the rule.")
+    p.add_argument("repo", metavar="REPO", help="a generated repository, its models/ dir, or any Triton repository")
+    p.add_argument("--json", action="store_true", help="machine-readable findings")
+    p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser("serve", help="start tritonserver on a generated repository (foreground)",
+                       description="CPU reference repositories run on the tritonserver shipped in nvidia-pytriton; "
+                                   "engine repositories need NVIDIA's TensorRT-LLM Triton container (mpirun for "
+                                   "tp x pp > 1). Listens on 127.0.0.1.")
+    _ports(p, defaults=(8000, 8001, 8002))
+    p.add_argument("--log-verbose", type=int, default=0, metavar="N", help="tritonserver --log-verbose level")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for readiness")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("smoke", help="send one request to a repository (starting a server if needed); print the text")
+    p.add_argument("repo", metavar="REPO")
+    p.add_argument("--prompt", required=True, help="text_input of the request")
+    p.add_argument("--max-tokens", type=int, default=32, metavar="N")
+    p.add_argument("--model", default=None, help="ensemble or tensorrt_llm_bls (default: the first the repository has)")
+    p.add_argument("--stream", action="store_true", help="stream (needs a decoupled repository)")
+    p.add_argument("--url", metavar="HOST:PORT", help="gRPC address of a running server (default: start one)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for the server")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_smoke)
+
+
+def _ports(p: argparse.ArgumentParser, defaults: tuple[int | None, int | None, int | None]) -> None:
+    p.add_argument("repo", metavar="REPO")
+    p.add_argument("--http-port", type=int, default=defaults[0], metavar="N")
+    p.add_argument("--grpc-port", type=int, default=defaults[1], metavar="N")
+    p.add_argument("--metrics-port", type=int, default=defaults[2], metavar="N")
+
+
+def _repo(path: str) -> Path:
+    repo = Path(path)
+    if not repo.is_dir():
+        raise UsageError(f"{repo}: no such directory")
+    return repo
+
+
+# ---------------------------------------------------------------------------------------------- lint
+def cmd_lint(args: argparse.Namespace) -> int:
+    from trtbuild.repository.lint import lint_repository
+
+    findings = lint_repository(_repo(args.repo))
+    errors = [f for f in findings if f.severity == "error"]
+    if args.json:
+        json.dump({"repo": args.repo, "clean": not errors,
+                   "findings": [{"rule": f.rule, "file": f.file, "severity": f.severity, "message": f.message}
+                                for f in findings]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for f in findings:
+            print(f.format(), file=sys.stderr if f.severity == "error" else sys.stdout)
+        print(f"{args.repo}: {len(errors)} error(s), {len(findings) - len(errors)} warning(s)")
+    return 4 if errors else 0
+
+
+# --------------------------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    from trtbuild.repository.server import TritonServer
+
+    server = TritonServer(_repo(args.repo), http_port=args.http_port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port, log_verbose=args.log_verbose)
+    kind = "CPU REFERENCE (not an engine)" if server.manifest.reference else "TensorRT-LLM engine"
+    print(f"starting tritonserver on {args.repo} [{kind}]; log: {server.log_path}", flush=True)
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.start(timeout=args.timeout)
+        print(f"ready: HTTP {server.http_url}  gRPC {server.grpc_url}  models: "
+              f"{', '.join(server.manifest.client_models)}  (Ctrl-C stops)", flush=True)
+        while not stop["now"]:
+            if server.process is None or server.process.poll() is not None:
+                raise RepositoryError("tritonserver exited", log_tail=server.log_tail())
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- smoke
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from trtbuild.repository.client import build_inputs, generate_grpc
+    from trtbuild.repository.manifest import read_manifest
+    from trtbuild.repository.server import TritonServer
+
+    repo = _repo(args.repo)
+    manifest = read_manifest(repo)
+    model = args.model or manifest.client_models[0]
+    if model not in manifest.client_models:
+        raise UsageError(f"--model {model}: the repository serves {', '.join(manifest.client_models)}")
+    if args.stream and not manifest.decoupled:
+        raise UsageError("--stream needs a decoupled repository (recipe runtime.streaming: true)")
+    inputs = build_inputs(args.prompt, args.max_tokens, stream=args.stream, return_num_input_tokens=True,
+                          return_num_output_tokens=True)
+    server = None
+    try:
+        url = args.url
+        if url is None:
+            server = TritonServer(repo).start(timeout=args.timeout)
+            url = server.grpc_url
+        result = generate_grpc(url, model, inputs, timeout=args.timeout)
+    finally:
+        if server is not None:
+            server.stop()
+    if result.error:
+        raise RepositoryError(f"{model}: request failed: {result.error}")
+    if args.json:
+        json.dump({"model": model, "text": result.text, "chunks": len(result.chunks),
+                   "num_input_tokens": result.num_input_tokens, "num_output_tokens": result.num_output_tokens,
+                   "reference": manifest.reference}, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(result.text)
+    return 0

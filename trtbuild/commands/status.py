@@ -1,0 +1,123 @@
+"""`trtbuild status RECIPES... --gpu ...`: fresh / stale / missing per recipe × GPU, with reasons.
+
+CI runs it on every change: it reads recipes and config.json files, stat-caches model digests (no
+weight bytes are read when nothing changed) and never downloads or builds. `--github-matrix` prints
+the targets to build as a GitHub Actions matrix; `--registry` asks the registry instead of the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import PlanError, RecipeError, StageError, TrtbuildError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="fresh / stale / missing for each recipe × GPU (CI mode)")
+    p.add_argument("files", nargs="+", metavar="RECIPE")
+    p.add_argument("--gpu", action="append", metavar="GPU", help="GPUs to check (default: each recipe's targets)")
+    p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--registry", metavar="REF", help="oci://host/ns/name: fresh = published with this fingerprint")
+    p.add_argument("--executor", choices=["auto", "local", "container", "fake"])
+    p.add_argument("--plain-http", action="store_true")
+    p.add_argument("--insecure", action="store_true")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--github-matrix", action="store_true",
+                     help='print {"include": [{"recipe": ..., "gpu": ...}]} of the targets that need a build')
+    p.set_defaults(func=cmd_status)
+
+
+def _row(recipe: str, gpu: str, state: str, reasons: list[str], fingerprint: str = "",
+         stages: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"recipe": recipe, "gpu": gpu, "state": state, "reasons": reasons, "fingerprint": fingerprint,
+            "stages": stages or {}}
+
+
+def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from trtbuild.fingerprint import explain
+    from trtbuild.plan.planner import make_plan
+    from trtbuild.targets import resolve_target
+
+    path = str(loaded.path)
+    plan = make_plan(loaded, gpu)
+    key = plan.target["key"]
+    if not plan.feasible:
+        return _row(path, key, "infeasible", [d.format() for d in plan.errors])
+    try:
+        state = resolve_target(loaded, plan, store, executor_kind=args.executor, download=False)
+    except (StageError, TrtbuildError) as exc:
+        return _row(path, key, "unknown", [str(exc).splitlines()[0]])
+    fps = state.fingerprints
+    fingerprint = fps["repository"].key
+    stages = {}
+    reasons: list[str] = []
+    for name, fp in fps.items():
+        if store.get(name, fp.key) is not None:
+            stages[name] = "cached"
+            continue
+        stages[name] = "to build"
+        why = explain(state.previous_inputs(name), fp.inputs)
+        reasons += [f"{name}: {r}" for r in why if not r.endswith("stage changed")]
+    if args.registry:
+        published = _published(args, loaded.recipe, key, fingerprint, len(args.gpu or []) > 1)
+        st = "fresh" if published else ("stale" if any(v == "cached" for v in stages.values()) or reasons else "missing")
+        if published:
+            reasons = []
+        elif not reasons:
+            reasons = ["not published with this fingerprint"]
+    elif all(v == "cached" for v in stages.values()):
+        st = "fresh"
+    else:
+        st = "missing" if all(r.endswith("never built") for r in reasons) else "stale"
+    return _row(path, key, st, reasons, fingerprint, stages)
+
+
+def _published(args: argparse.Namespace, recipe: Any, gpu: str, fingerprint: str, several: bool) -> bool:
+    from trtbuild.commands.compile import publish_ref
+    from trtbuild.registry.publish import client_for, published_digest
+    from trtbuild.registry.reference import parse_ref
+
+    ref = parse_ref(publish_ref(args.registry, recipe, gpu, fingerprint, several))
+    client = client_for(ref, plain_http=args.plain_http, insecure=args.insecure)
+    return published_digest(ref, fingerprint=fingerprint, client=client) is not None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from trtbuild.cache.store import Store
+    from trtbuild.recipe.loader import load_recipe
+
+    store = Store.open(args.cache_dir)
+    rows: list[dict[str, Any]] = []
+    for f in args.files:
+        try:
+            loaded = load_recipe(f)
+        except RecipeError as exc:
+            rows.append(_row(f, "-", "invalid", [d.format() for d in exc.diagnostics]))
+            continue
+        gpus = list(args.gpu or sorted(loaded.targets))
+        if not gpus:
+            rows.append(_row(f, "-", "unknown", ["no --gpu given and the recipe has no targets:"]))
+        for gpu in gpus:
+            try:
+                rows.append(target_status(loaded, gpu, store, args))
+            except PlanError as exc:
+                rows.append(_row(f, gpu, "infeasible", [str(exc)]))
+    if args.github_matrix:
+        include = [{"recipe": r["recipe"], "gpu": r["gpu"]} for r in rows if r["state"] in ("stale", "missing")]
+        print(json.dumps({"include": include}))
+    elif args.json:
+        json.dump({"targets": rows}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for r in rows:
+            print(f"{r['state']:<10} {Path(r['recipe']).name} --gpu {r['gpu']}"
+                  + (f"  {r['fingerprint'][:12]}" if r["fingerprint"] else ""))
+            for why in r["reasons"]:
+                print(f"           {why}")
+    bad = any(r["state"] in ("invalid", "infeasible") for r in rows)
+    return 3 if bad else 0
