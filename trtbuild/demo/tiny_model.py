@@ -1,7 +1,7 @@
 """Build a tiny Hugging Face model offline and deterministically (same bytes on every run).
 
-Used by `trtbuild demo-model DIR`, by the tests and by the demo recipe: a 2-layer Llama or Qwen2 with
-a byte-level BPE tokenizer trained on :mod:`trtbuild.demo.corpus`. Nothing is downloaded and nothing
+Used by `trtbuild demo-model DIR`, by the tests and by the demo recipe: a 2-layer decoder (Llama,
+Qwen2, Mistral, Qwen3, Mixtral or Gemma2) with a byte-level BPE tokenizer trained on :mod:`trtbuild.demo.corpus`. Nothing is downloaded and nothing
 is trained except the tokenizer; weights are drawn from a seeded torch generator with scales chosen
 so that greedy decoding produces varied tokens instead of repeating one.
 
@@ -22,7 +22,7 @@ from trtbuild.demo.corpus import corpus_text
 from trtbuild.errors import UsageError
 from trtbuild.fsutil import staged_dir
 
-FAMILIES = ("llama", "qwen2")
+FAMILIES = ("llama", "qwen2", "mistral", "qwen3", "mixtral", "gemma2")
 DTYPES = ("float16", "bfloat16", "float32")
 
 VOCAB_SIZE = 512
