@@ -39,11 +39,13 @@ lint: venv
 	$(VENV)/bin/mypy trtbuild
 
 demo: venv
-	$(PY) -m trtbuild validate recipes/*.yaml
-	$(PY) -m trtbuild plan recipes/llama-3.1-8b-fp8.yaml --gpu h100
+	$(PY) -m trtbuild validate recipes/*.yaml recipes/demo/recipe.yaml
+	$(PY) -m trtbuild plan recipes/llama-3.1-8b-fp8.yaml --gpu h100 --gpu a100
 	$(PY) -m trtbuild plan recipes/llama-3.1-70b-fp8-tp4.yaml --gpu h100
-	$(PY) -m trtbuild plan recipes/mistral-7b-int4-awq.yaml --gpu a100 --gpu l4
-	$(PY) -m trtbuild plan recipes/qwen2.5-7b.yaml --gpu h100
+	$(PY) -m trtbuild demo-model recipes/demo/model
+	$(PY) -m trtbuild compile recipes/demo/recipe.yaml --gpu cpu --out build/demo
+	$(PY) -m trtbuild lint build/demo/cpu/repository
+	$(PY) -m trtbuild smoke build/demo/cpu/repository --prompt "The capital of France is" --max-tokens 24
 
 bench: venv
 	$(PY) benchmarks/plan_time.py

@@ -176,7 +176,8 @@ def test_unary_repository_answers_tritonclient_http_infer(unary_server, hf_refer
             t.set_data_from_numpy(arr)
             tensors.append(t)
         result = client.infer(model, tensors)
-        assert result.as_numpy("text_output")[0][0].decode() == expected
+        # the tiny random model emits invalid UTF-8 now and then: the ensemble returns the exact bytes
+        assert result.as_numpy("text_output")[0][0].decode("utf-8", "replace") == expected
     client.close()
 
 

@@ -1,9 +1,11 @@
 """Build a tiny Hugging Face model offline and deterministically (same bytes on every run).
 
-Used by `trtbuild demo-model DIR`, by the tests and by the demo recipe: a 2-layer decoder (Llama,
-Qwen2, Mistral, Qwen3, Mixtral or Gemma2) with a byte-level BPE tokenizer trained on :mod:`trtbuild.demo.corpus`. Nothing is downloaded and nothing
-is trained except the tokenizer; weights are drawn from a seeded torch generator with scales chosen
-so that greedy decoding produces varied tokens instead of repeating one.
+Used by `trtbuild demo-model DIR`, by the tests and by the demo recipe: a 2-layer decoder with a
+byte-level BPE tokenizer trained on :mod:`trtbuild.demo.corpus`. Families: ``llama``, ``qwen2`` (q/k/v
+bias), ``mistral``, ``qwen3`` (per-head q/k RMSNorm, head_dim 128 != hidden/heads), ``mixtral`` (4
+experts, top-2) and ``gemma2`` (four norms per layer, tied embeddings, soft-capping, head_dim 128).
+Nothing is downloaded and nothing is trained except the tokenizer; weights are drawn from a seeded
+torch generator with scales chosen so that greedy decoding produces varied tokens instead of repeating one.
 
 Files written: ``config.json``, ``generation_config.json``, ``model.safetensors``,
 ``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``.
@@ -58,16 +60,23 @@ class ModelSize:
     layers: int = NUM_LAYERS
     heads: int = NUM_HEADS
     kv_heads: int = NUM_KV_HEADS
+    head_dim: int = 0
+    """0: the family's default (hidden/heads; 128 for qwen3 and gemma2, whose configs set it explicitly)."""
+    experts: int = 4
+    """Routed experts per layer (mixtral only)."""
+    experts_per_token: int = 2
 
 
 def make_tiny_model(out_dir: Path, *, family: str = "llama", llama3_rope: bool = True, seed: int = 0,
-                    dtype: str = "float16", size: ModelSize = ModelSize()) -> Path:
+                    dtype: str = "float16", size: ModelSize = ModelSize(), tied: bool | None = None) -> Path:
     """Write a tiny HF checkpoint into ``out_dir`` (replaced atomically) and return it.
 
-    ``family``: ``llama`` (LlamaForCausalLM) or ``qwen2`` (Qwen2ForCausalLM, with q/k/v bias).
+    ``family``: one of :data:`FAMILIES` (``llama`` is LlamaForCausalLM, ``qwen2`` Qwen2ForCausalLM, ...).
     ``llama3_rope`` (llama only): rope_theta 500000 and Llama-3 rope_scaling; otherwise theta 10000.
     ``size``: other dimensions (e.g. a ~150M-parameter model for benchmarks); the tokenizer keeps
     its 512 tokens, so a larger vocab simply has rows no text maps to.
+    ``tied``: tie lm_head to the embedding (then no ``lm_head.weight`` is written); None: the
+    family's default (gemma2 tied, the others not).
     """
     if family not in FAMILIES:
         raise UsageError(f"unknown tiny model family {family!r}; expected one of {', '.join(FAMILIES)}")
@@ -76,6 +85,8 @@ def make_tiny_model(out_dir: Path, *, family: str = "llama", llama3_rope: bool =
     if size.vocab < VOCAB_SIZE or size.hidden % size.heads or size.heads % size.kv_heads:
         raise UsageError(f"inconsistent model size {size}: vocab >= {VOCAB_SIZE}, heads | hidden, kv_heads | heads")
     config = _model_config(family, llama3_rope=llama3_rope and family == "llama", dtype=dtype, size=size)
+    if tied is not None:
+        config["tie_word_embeddings"] = tied
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as stage:
         _write_tokenizer(stage)
@@ -109,12 +120,13 @@ def _model_config(family: str, *, llama3_rope: bool, dtype: str, size: ModelSize
         "use_cache": True,
         "torch_dtype": dtype,
     }
+    head_dim = size.head_dim or (128 if family in ("qwen3", "gemma2") else size.hidden // size.heads)
     if family == "llama":
         return {
             "architectures": ["LlamaForCausalLM"],
             "model_type": "llama",
             **common,
-            "head_dim": size.hidden // size.heads,
+            "head_dim": head_dim,
             "max_position_embeddings": 16384 if llama3_rope else 4096,
             "rms_norm_eps": 1e-5,
             "attention_bias": False,
@@ -123,18 +135,38 @@ def _model_config(family: str, *, llama3_rope: bool, dtype: str, size: ModelSize
             "rope_theta": LLAMA3_ROPE_THETA if llama3_rope else 10000.0,
             "rope_scaling": dict(LLAMA3_ROPE_SCALING) if llama3_rope else None,
         }
-    return {
-        "architectures": ["Qwen2ForCausalLM"],
-        "model_type": "qwen2",
-        **common,
-        "max_position_embeddings": 4096,
-        "rms_norm_eps": 1e-6,
-        "rope_theta": 1000000.0,
-        "rope_scaling": None,
-        "use_sliding_window": False,
-        "sliding_window": None,
-        "max_window_layers": size.layers,
+    if family == "qwen2":
+        return {
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            **common,
+            "max_position_embeddings": 4096,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0,
+            "rope_scaling": None,
+            "use_sliding_window": False,
+            "sliding_window": None,
+            "max_window_layers": size.layers,
+        }
+    extra: dict[str, dict[str, Any]] = {
+        "mistral": {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "rms_norm_eps": 1e-5,
+                    "rope_theta": 1000000.0, "sliding_window": None, "max_position_embeddings": 32768},
+        "qwen3": {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "rms_norm_eps": 1e-6,
+                  "rope_theta": 1000000.0, "rope_scaling": None, "attention_bias": False,
+                  "max_position_embeddings": 40960, "use_sliding_window": False, "sliding_window": None,
+                  "max_window_layers": size.layers},
+        "mixtral": {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "rms_norm_eps": 1e-5,
+                    "rope_theta": 1000000.0, "sliding_window": None, "max_position_embeddings": 32768,
+                    "num_local_experts": size.experts, "num_experts_per_tok": size.experts_per_token,
+                    "output_router_logits": False, "router_aux_loss_coef": 0.02, "router_jitter_noise": 0.0},
+        "gemma2": {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "rms_norm_eps": 1e-6,
+                   "rope_theta": 10000.0, "hidden_act": "gelu_pytorch_tanh",
+                   "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 8192,
+                   "tie_word_embeddings": True, "attention_bias": False, "query_pre_attn_scalar": head_dim,
+                   "sliding_window": 4096, "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0,
+                   "cache_implementation": "hybrid"},
     }
+    return {**common, "head_dim": head_dim, **extra[family]}
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -199,16 +231,18 @@ def _write_tokenizer(stage: Path) -> None:
 
 # ----------------------------------------------------------------------------------------- weights
 def _weight_shapes(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
-    """HF tensor name → (shape, init kind) for the Llama/Qwen2 layout."""
+    """HF tensor name → (shape, init kind) for the family of ``config``."""
     h, i, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
-    hd = h // config["num_attention_heads"]
+    family = config["model_type"]
+    hd = config.get("head_dim") or h // config["num_attention_heads"]
     q_out, kv_out = config["num_attention_heads"] * hd, config["num_key_value_heads"] * hd
-    bias = config["model_type"] == "qwen2"
+    bias = family == "qwen2"
     shapes: dict[str, tuple[tuple[int, ...], str]] = {
         "model.embed_tokens.weight": ((v, h), "embedding"),
         "model.norm.weight": ((h,), "norm"),
-        "lm_head.weight": ((v, h), "linear"),
     }
+    if not config["tie_word_embeddings"]:
+        shapes["lm_head.weight"] = ((v, h), "linear")
     for n in range(config["num_hidden_layers"]):
         p = f"model.layers.{n}."
         shapes[p + "input_layernorm.weight"] = ((h,), "norm")
@@ -217,12 +251,30 @@ def _weight_shapes(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], s
         shapes[p + "self_attn.k_proj.weight"] = ((kv_out, h), "linear")
         shapes[p + "self_attn.v_proj.weight"] = ((kv_out, h), "linear")
         shapes[p + "self_attn.o_proj.weight"] = ((h, q_out), "linear")
-        shapes[p + "mlp.gate_proj.weight"] = ((i, h), "linear")
-        shapes[p + "mlp.up_proj.weight"] = ((i, h), "linear")
-        shapes[p + "mlp.down_proj.weight"] = ((h, i), "linear")
+        if family == "mixtral":
+            moe = p + "block_sparse_moe."
+            shapes[moe + "gate.weight"] = ((config["num_local_experts"], h), "linear")
+            for e in range(config["num_local_experts"]):
+                shapes[moe + f"experts.{e}.w1.weight"] = ((i, h), "linear")
+                shapes[moe + f"experts.{e}.w2.weight"] = ((h, i), "linear")
+                shapes[moe + f"experts.{e}.w3.weight"] = ((i, h), "linear")
+        else:
+            shapes[p + "mlp.gate_proj.weight"] = ((i, h), "linear")
+            shapes[p + "mlp.up_proj.weight"] = ((i, h), "linear")
+            shapes[p + "mlp.down_proj.weight"] = ((h, i), "linear")
         if bias:
             for proj, out in (("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)):
                 shapes[p + f"self_attn.{proj}.bias"] = ((out,), "bias")
+        if family == "qwen3":
+            shapes[p + "self_attn.q_norm.weight"] = ((hd,), "norm")
+            shapes[p + "self_attn.k_norm.weight"] = ((hd,), "norm")
+        if family == "gemma2":
+            # Gemma RMSNorm scales by (1 + weight): draw the offsets around zero.
+            for norm in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                         "post_feedforward_layernorm"):
+                shapes[p + f"{norm}.weight"] = ((h,), "norm_offset")
+    if family == "gemma2":
+        shapes["model.norm.weight"] = ((h,), "norm_offset")
     return shapes
 
 
@@ -235,10 +287,10 @@ def _write_weights(path: Path, config: dict[str, Any], *, seed: int, dtype: str)
     for name, (shape, kind) in sorted(_weight_shapes(config).items()):
         if kind == "norm":
             t = 1.0 + 0.1 * torch.randn(shape, generator=gen)
+        elif kind in ("bias", "norm_offset"):
+            t = 0.1 * torch.randn(shape, generator=gen)
         elif kind == "embedding":
             t = torch.randn(shape, generator=gen)
-        elif kind == "bias":
-            t = 0.1 * torch.randn(shape, generator=gen)
         else:
             # Kaiming-like scale: activations keep unit size through the layers, so attention and MLP
             # change the residual stream as much as the token embedding does (varied greedy output).
