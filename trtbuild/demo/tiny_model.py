@@ -275,6 +275,9 @@ def _weight_shapes(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], s
                 shapes[p + f"{norm}.weight"] = ((h,), "norm_offset")
     if family == "gemma2":
         shapes["model.norm.weight"] = ((h,), "norm_offset")
+        # Gemma scales the (tied) embedding by sqrt(hidden) on input: small rows keep the token's own
+        # embedding from dominating the residual stream, which would make greedy decoding repeat it.
+        shapes["model.embed_tokens.weight"] = ((v, h), "small_embedding")
     return shapes
 
 
@@ -291,6 +294,8 @@ def _write_weights(path: Path, config: dict[str, Any], *, seed: int, dtype: str)
             t = 0.1 * torch.randn(shape, generator=gen)
         elif kind == "embedding":
             t = torch.randn(shape, generator=gen)
+        elif kind == "small_embedding":
+            t = 0.25 * torch.randn(shape, generator=gen) / math.sqrt(shape[1])
         else:
             # Kaiming-like scale: activations keep unit size through the layers, so attention and MLP
             # change the residual stream as much as the token embedding does (varied greedy output).

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from trtbuild.errors import Diagnostic, RecipeError, SourcePosition, UsageError
 from trtbuild.recipe.schema import SECTIONS_WITH_OVERRIDES, Recipe
 from trtbuild.recipe.suggest import describe_error, describe_union_error
-from trtbuild.recipe.yamlpos import PositionMap, YamlLoadError, dotted, load_yaml_with_positions, show_key
+from trtbuild.recipe.yamlpos import PositionMap, YamlLoadError, dotted, load_yaml_with_positions, quote_key
 
 Path_ = tuple[str | int, ...]
 
@@ -171,11 +171,11 @@ def _validate_targets(data: dict[str, Any], positions: PositionMap, out: list[Di
         pos = positions.at(("targets", name), prefer_key=True)
         if gpu is None:
             hint = did_you_mean(str(name), [n for g in all_gpus() for n in (g.key, *g.aliases)])
-            out.append(Diagnostic(f"unknown GPU '{show_key(name)}'{hint}; `trtbuild gpus` lists them",
+            out.append(Diagnostic(f"unknown GPU {quote_key(name)}{hint}; `trtbuild gpus` lists them",
                                   path=dotted(("targets", str(name))), position=pos))
             continue
         if gpu.key in seen:
-            out.append(Diagnostic(f"'{show_key(name)}' and '{show_key(seen[gpu.key])}' both name {gpu.name}",
+            out.append(Diagnostic(f"{quote_key(name)} and {quote_key(seen[gpu.key])} both name {gpu.name}",
                                   path=dotted(("targets", str(name))), position=pos))
             continue
         seen[gpu.key] = str(name)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from trtbuild.recipe.schema import BuildSettings, Recipe, RuntimeSettings, TargetOverride
-from trtbuild.recipe.yamlpos import show_key
+from trtbuild.recipe.yamlpos import dotted, quote_key, show_key
 
 Path_ = tuple[str | int, ...]
 
@@ -111,8 +111,9 @@ def describe_error(err: Any, path: Path_, data: dict[str, Any]) -> str:
     etype = err["type"]
     if etype == "extra_forbidden":
         key = show_key(path[-1]) if path else "?"
+        qkey = quote_key(path[-1]) if path else "'?'"
         parent = path[:-1]
-        here = ".".join(str(p) for p in parent if isinstance(p, str))
+        here = dotted(parent)
         model = model_at(parent)
         allowed = list(model.model_fields) if model is not None else []
         local = did_you_mean(key, allowed, cutoff=0.75)
@@ -120,13 +121,13 @@ def describe_error(err: Any, path: Path_, data: dict[str, Any]) -> str:
         if elsewhere:
             return elsewhere
         if local:
-            return f"unknown key '{key}'{local}"
+            return f"unknown key {qkey}{local}"
         section = f" in {here}" if here else ""
         if allowed:
-            return f"unknown key '{key}'{section}{did_you_mean(key, allowed)}; valid keys: {', '.join(allowed)}"
-        return f"unknown key '{key}'{section}"
+            return f"unknown key {qkey}{section}{did_you_mean(key, allowed)}; valid keys: {', '.join(allowed)}"
+        return f"unknown key {qkey}{section}"
     if etype == "missing":
-        return f"required key '{show_key(path[-1]) if path else '?'}' is missing"
+        return f"required key {quote_key(path[-1]) if path else repr('?')} is missing"
     if etype == "literal_error":
         expected = _expected_literals(err.get("ctx"))
         hint = did_you_mean(str(err.get("input")), expected) if isinstance(err.get("input"), str) else ""

@@ -140,6 +140,12 @@ def show_key(key: object) -> str:
     return ascii(text)
 
 
+def quote_key(key: object) -> str:
+    """'key' for plain keys; the escaped, already quoted form for anything else."""
+    shown = show_key(key)
+    return shown if shown[:1] in ("'", '"') else f"'{shown}'"
+
+
 def _dotted(path: Path_) -> str:
     out = ""
     for part in path:

@@ -62,6 +62,7 @@ def _triton_dtype(arr: np.ndarray) -> str:
 def generate_grpc(url: str, model: str, inputs: dict[str, np.ndarray], *, timeout: float = 120.0) -> Generation:
     """One request over gRPC streaming; collects every response until the final one."""
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
 
     client = grpcclient.InferenceServerClient(url)
     results: queue.Queue[tuple[Any, Any]] = queue.Queue()
@@ -73,7 +74,10 @@ def generate_grpc(url: str, model: str, inputs: dict[str, np.ndarray], *, timeou
     gen = Generation()
     try:
         client.start_stream(callback=lambda result, error: results.put((result, error)))
-        client.async_stream_infer(model, tensors, enable_empty_final_response=True)
+        try:
+            client.async_stream_infer(model, tensors, enable_empty_final_response=True)
+        except InferenceServerException as exc:  # the stream broke before the request left
+            results.put((None, exc))
         while True:
             try:
                 result, error = results.get(timeout=timeout)

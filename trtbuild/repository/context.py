@@ -170,6 +170,9 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
     models += list(client_models)
     decoupled = r.streaming
     notes: list[str] = []
+    if not reference and engine.source == "plan":
+        notes.append(f"no engine config.json at {engine_dir}: engine limits (batch, lengths, tp x pp) come from "
+                     "the plan; lint rechecks them once the engine is there")
     max_batch = int(r.max_batch_size or b.max_batch_size)
     dtype = s.dtype if s.dtype in DTYPE_TO_TRITON else "float16"
     logits_dtype = DTYPE_TO_TRITON.get(engine.logits_dtype, "TYPE_FP32")

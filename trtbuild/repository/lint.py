@@ -354,7 +354,8 @@ def _launch_rules(view: RepoView, manifest: dict[str, Any] | None, out: list[Fin
     script = view.texts.get("launch.sh")
     if script is None or manifest is None:
         return
-    ranks = len(re.findall(r"shm-region-prefix-name=", script))
+    live = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    ranks = sum(line.count("shm-region-prefix-name=") for line in live)
     world = int(manifest.get("world_size", 1))
     if ranks != world:
         out.append(Finding("world.size", "launch.sh", f"starts {ranks} tritonserver rank(s), world size is {world}"))

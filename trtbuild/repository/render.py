@@ -123,6 +123,10 @@ def render_files(plan: BuildPlan, *, tokenizer_dir: Path, engine_dir: Path | Non
     reference = bool(plan.target.get("reference"))
     tokenizer = read_tokenizer(plan, Path(tokenizer_dir), hf_model_dir)
     engine = read_engine_limits(plan, engine_dir)
+    par = plan.settings.parallelism
+    if not reference and (engine.tp, engine.pp) != (par.tp, par.pp):
+        raise RepositoryError(f"the engine at {engine_dir} is tp {engine.tp} x pp {engine.pp} but the plan is tp "
+                              f"{par.tp} x pp {par.pp}: rebuild the engine or fix the recipe [world.size]")
     copies: dict[str, Path] = {f"{TOKENIZER_DIR}/{name}": tokenizer.dir / name for name in tokenizer.files}
     hf_tree: CopiedTree | None = None
     hf_path: str | None = None
