@@ -14,6 +14,7 @@ The inputs are kept next to the key so that ``explain`` can say *why* a key chan
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -43,19 +44,27 @@ def canonical_digest(obj: Any) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
 def package_versions(*names: str) -> dict[str, str]:
     """Installed versions read from package metadata (no import of the packages themselves)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return {name: _version(name) for name in names}
 
 
 def template_digest() -> str:
-    """Digest of everything that renders the repository: templates, topologies, model code."""
+    """Digest of everything that renders the repository: templates, topologies, model code.
+    Computed once per process (the files do not change under a running build)."""
+    return _template_digest()
+
+
+@functools.lru_cache(maxsize=1)
+def _template_digest() -> str:
     h = hashlib.sha256()
     pkg = Path(__file__).resolve().parent
     roots = [ROOT / d for d in TEMPLATE_DIRS] + [pkg / "repository"]

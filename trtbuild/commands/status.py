@@ -108,7 +108,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             except PlanError as exc:
                 rows.append(_row(f, gpu, "infeasible", [str(exc)]))
     if args.github_matrix:
-        include = [{"recipe": r["recipe"], "gpu": r["gpu"]} for r in rows if r["state"] in ("stale", "missing")]
+        # "unknown" (e.g. the toolchain can only be probed on the GPU runner) cannot be proven fresh: build it.
+        include = [{"recipe": r["recipe"], "gpu": r["gpu"]} for r in rows
+                   if r["state"] in ("stale", "missing", "unknown") and r["gpu"] != "-"]
         print(json.dumps({"include": include}))
     elif args.json:
         json.dump({"targets": rows}, sys.stdout, indent=2)
