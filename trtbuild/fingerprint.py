@@ -44,7 +44,7 @@ def canonical_digest(obj: Any) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _version(name: str) -> str:
     try:
         return metadata.version(name)
@@ -66,14 +66,16 @@ def template_digest() -> str:
 @functools.lru_cache(maxsize=1)
 def _template_digest() -> str:
     h = hashlib.sha256()
+    from trtbuild.resources import templates_dir, topologies_dir
+
     pkg = Path(__file__).resolve().parent
-    roots = [ROOT / d for d in TEMPLATE_DIRS] + [pkg / "repository"]
+    roots = [templates_dir(), topologies_dir(), pkg / "repository"]
     for root in roots:
         if not root.is_dir():
             continue
         for p in sorted(root.rglob("*")):
             if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc",):
-                h.update(str(p.relative_to(root.parent)).encode() + b"\0")
+                h.update(f"{root.name}/{p.relative_to(root).as_posix()}".encode() + b"\0")
                 h.update(p.read_bytes() + b"\0")
     return h.hexdigest()
 

@@ -15,10 +15,16 @@ from typing import Any
 
 from trtbuild import __version__
 from trtbuild.errors import StageError
-from trtbuild.fingerprint import FingerprintInputs, StageFingerprint, fingerprint_stages, package_versions, template_digest
+from trtbuild.fingerprint import (
+    FingerprintInputs,
+    StageFingerprint,
+    fingerprint_stages,
+    package_versions,
+    template_digest,
+)
 from trtbuild.fsutil import write_atomic
-from trtbuild.plan.planner import BuildPlan
 from trtbuild.lockfile import Lock, check_files, default_lock_path, pinned_source, read_lock
+from trtbuild.plan.planner import BuildPlan
 from trtbuild.plan.sources import cached_hf_file, parse_hf_source, resolve_local
 from trtbuild.progress import Progress
 from trtbuild.recipe.loader import LoadedRecipe
@@ -88,6 +94,7 @@ class TargetState:
         from trtbuild.stages.checkpoint import CheckpointInputs, run_checkpoint
 
         s = self.plan.settings
+        assert self.model_path is not None, "the model must be fetched before the checkpoint stage"
         inputs = CheckpointInputs.from_recipe(
             model_dir=self.model_path, architecture=self.plan.model["architecture"],
             decoder_type=self.plan.model["decoder_type"], dtype=s.dtype, model=s.model, quantization=s.quantization,
@@ -108,8 +115,12 @@ class TargetState:
 
         reference = bool(self.plan.target["reference"])
         tokenizer = self.model_path if reference or checkpoint is None else checkpoint / "tokenizer"
+        assert tokenizer is not None, "the model must be fetched before the repository stage"
+        # The artifact is OUT/<gpu>/{repository,engine}: the engine is referenced relative to the
+        # repository directory, so the artifact can move (launch.sh starts the server there).
         render_repository(self.plan, out_dir=out, tokenizer_dir=tokenizer, engine_dir=engine,
-                          hf_model_dir=self.model_path if reference else None)
+                          hf_model_dir=self.model_path if reference else None,
+                          engine_ref=None if engine is None else "../engine")
 
     def artifact_json(self, fingerprint: str) -> dict[str, Any]:
         return {
@@ -203,7 +214,8 @@ def resolve_target(loaded: LoadedRecipe, plan: BuildPlan, store: Any, *, executo
     executor, info, toolchain = toolchain_identity(loaded, plan, executor_kind, lock_path)
     path, files, revision = model_digests(loaded, plan, stat_cache, lock=lock, download=download)
     calib = None
-    if plan.stage("checkpoint") is not None and "calibration" in plan.stage("checkpoint").params:
+    ck = plan.stage("checkpoint")
+    if ck is not None and "calibration" in ck.params:
         calib = _calibration_digest(calibration_source(loaded, plan), stat_cache)
         if lock is not None and lock.calibration is not None and lock.calibration.sha256 != calib:
             raise StageError("checkpoint", f"calibration data {lock.calibration.source} differs from the lockfile "

@@ -24,7 +24,15 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from trtbuild_text import TextCodec, parse_bool, parse_ints, parse_retention, retention_ranges, split_words, word_list_array
+from trtbuild_text import (
+    TextCodec,
+    parse_bool,
+    parse_ints,
+    parse_retention,
+    retention_ranges,
+    split_words,
+    word_list_array,
+)
 
 RETENTION = ("retention_token_range_starts", "retention_token_range_ends",
              "retention_token_range_priorities", "retention_token_range_durations_ms")

@@ -263,8 +263,3 @@ def retention_ranges(rules: list[dict[str, Any]], *, system_len: int, prompt_len
         duration = rule.get("duration_ms")
         out.append((start, end, int(rule["priority"]), -1 if duration is None else int(duration)))
     return out
-
-
-def string_tensor(values: list[str], rows: int = 1) -> np.ndarray:
-    """UTF-8 strings → a `[rows, len/rows]` object array for a STRING tensor."""
-    return np.array([v.encode("utf-8") for v in values], dtype=object).reshape(rows, -1)

@@ -98,7 +98,8 @@ class Job:
             raise RequestError("the CPU reference backend streams with beam_width 1 only")
         if int(scalars["num_return_sequences"] or 1) not in (1, self.beams):
             raise RequestError("num_return_sequences > 1 is not supported by the CPU reference backend")
-        self.request, self.row, self.rows = request, row, rows
+        self.row, self.rows = row, rows
+        self.sender = None  # the request's response sender (decoupled); request tensors die with execute
         self.arrival_ns = time.time_ns()
 
     def flag(self, name: str) -> bool:
@@ -128,7 +129,7 @@ class TritonPythonModel:
             torch.set_num_threads(threads)
         self.torch = torch
         self.model = AutoModelForCausalLM.from_pretrained(
-            str(path), torch_dtype=getattr(torch, params["reference_dtype"]), local_files_only=True)
+            str(path), dtype=getattr(torch, params["reference_dtype"]), local_files_only=True)
         self.model.eval()
         # Requests say everything: no sampling defaults from the checkpoint's generation_config.json.
         from transformers import GenerationConfig
@@ -151,6 +152,7 @@ class TritonPythonModel:
                 sender.send(self._error(exc), flags=FINAL)
                 continue
             for k, job in enumerate(jobs):
+                job.sender = sender
                 self.jobs.put((job, sender, k == len(jobs) - 1))
         return None
 
@@ -214,7 +216,7 @@ class TritonPythonModel:
             top_p=float(top_p) if (sample and top_p) else None,
         )
         recorder = _ScoreRecorder(s["presence_penalty"], s["frequency_penalty"], len(job.input_ids))
-        stopper = _StopOnWords(job.stop_words, job.request, len(job.input_ids))
+        stopper = _StopOnWords(job.stop_words, job.sender, len(job.input_ids))
         streamer = _Streamer(self, job, recorder, send) if job.streaming else None
         torch.manual_seed(int(s["seed"] or 0))
         prompt = torch.tensor([job.input_ids], dtype=torch.long)
@@ -312,16 +314,16 @@ class _ScoreRecorder:
 class _StopOnWords:
     """Stops when the sequence ends with a stop sequence, or when the client cancelled."""
 
-    def __init__(self, words: list[list[int]], request, prompt_len: int):
-        self.words, self.request, self.prompt_len = words, request, prompt_len
+    def __init__(self, words: list[list[int]], sender, prompt_len: int):
+        self.words, self.sender, self.prompt_len = words, sender, prompt_len
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
         seq = input_ids[0].tolist()
         done = len(seq) > self.prompt_len and any(len(seq) >= len(w) and seq[-len(w):] == w for w in self.words)
-        if not done and hasattr(self.request, "is_cancelled"):
-            done = bool(self.request.is_cancelled())
+        if not done and self.sender is not None:
+            done = bool(self.sender.is_cancelled())
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
 
 

@@ -4,15 +4,15 @@ Tokenizes in process (the same rules as `preprocessing`, from trtbuild_prompt.py
 `tensorrt_llm` through BLS, and detokenizes with one incremental decoder per request, so streamed
 chunks are always whole characters and concatenate to exactly the non-streamed text.
 
-With a decoupled `tensorrt_llm`, this model is decoupled too: `execute` tokenizes the whole dynamic
-batch, hands each request to a worker thread and returns at once, so one instance serves many
-concurrent requests (`bls_worker_threads` of them).
+One request at a time per instance, like NVIDIA's BLS: scale with `serving.instances.bls`. (Serving
+several requests per instance from threads crashes the Python-backend stub of Triton 24.10 under
+load, a segfault in the stub measured while building this; the ensemble is the high-concurrency
+path.) With a decoupled `tensorrt_llm` this model is decoupled too and streams from `execute`.
 """
 
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -63,13 +63,9 @@ class TritonPythonModel:
         self.builder = PromptBuilder(self.codec, params)
         self.target = params["tensorrt_llm_model_name"]
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
-        self.pool = ThreadPoolExecutor(max_workers=int(params["bls_worker_threads"]), thread_name_prefix="bls")
-
-    def finalize(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def execute(self, requests):
-        jobs = [None] * len(requests)
+        jobs: list = [None] * len(requests)
         parsed, where = [], []
         for i, request in enumerate(requests):
             try:
@@ -78,75 +74,76 @@ class TritonPythonModel:
             except RequestError as exc:
                 jobs[i] = exc
         for i, built in zip(where, self.builder.build(parsed)):
-            jobs[i] = built
+            jobs[i] = built if isinstance(built, Exception) else (built, self._passthrough(requests[i]))
         if self.decoupled:
             for request, job in zip(requests, jobs):
                 sender = request.get_response_sender()
                 if isinstance(job, Exception):
                     sender.send(_error(str(job)), flags=FINAL)
                 else:
-                    self.pool.submit(self._serve_streamed, request, job, sender)
+                    self._serve_streamed(job, sender)
             return None
-        futures = [None if isinstance(job, Exception) else self.pool.submit(self._serve_unary, request, job)
-                   for request, job in zip(requests, jobs)]
-        return [_error(str(job)) if future is None else future.result() for job, future in zip(jobs, futures)]
+        return [_error(str(job)) if isinstance(job, Exception) else self._serve_unary(job) for job in jobs]
 
-    # -------------------------------------------------------------------------------- one request
-    def _trtllm_request(self, request, arrays: dict, row: int, streaming: bool):
-        tensors = [pb_utils.Tensor(name, np.ascontiguousarray(arr[row: row + 1]))
-                   for name, arr in arrays.items()]
+    @staticmethod
+    def _passthrough(request) -> dict:
+        out = {}
         for client, target in PASSTHROUGH.items():
             value = _input(request, client)
             if value is not None:
-                rows = value.shape[0]
-                tensors.append(pb_utils.Tensor(target, np.ascontiguousarray(value[min(row, rows - 1): min(row, rows - 1) + 1])))
-        wanted = ["output_ids", "sequence_length"] + list(FORWARDED)
-        return pb_utils.InferenceRequest(model_name=self.target, inputs=tensors, requested_output_names=wanted)
+                out[target] = np.array(value, copy=True)
+        return out
 
-    def _responses(self, request, arrays, row, streaming):
-        infer = self._trtllm_request(request, arrays, row, streaming)
+    # -------------------------------------------------------------------------------- one request
+    def _responses(self, job, row: int):
+        arrays, passthrough = job
+        tensors = [pb_utils.Tensor(name, np.ascontiguousarray(arr[row: row + 1])) for name, arr in arrays.items()]
+        for name, value in passthrough.items():
+            r = min(row, value.shape[0] - 1)
+            tensors.append(pb_utils.Tensor(name, np.ascontiguousarray(value[r: r + 1])))
+        infer = pb_utils.InferenceRequest(model_name=self.target, inputs=tensors,
+                                          requested_output_names=["output_ids", "sequence_length", *FORWARDED])
         if self.decoupled:
             yield from infer.exec(decoupled=True)
         else:
             yield infer.exec()
 
     @staticmethod
-    def _stream_flag(request) -> bool:
-        value = _input(request, "stream")
+    def _streaming(job) -> bool:
+        value = job[1].get("streaming")
         return bool(value is not None and value.reshape(-1)[0])
 
-    def _serve_streamed(self, request, arrays, sender):
+    def _serve_streamed(self, job, sender):
         try:
-            streaming = self._stream_flag(request)
-            rows = arrays["input_ids"].shape[0]
+            rows = job[0]["input_ids"].shape[0]
             for row in range(rows):
                 last_row = row == rows - 1
-                if streaming:
-                    self._stream_row(request, arrays, row, sender, last_row)
+                if self._streaming(job):
+                    self._stream_row(job, row, sender, last_row)
                 else:
-                    sender.send(self._collect_row(request, arrays, row), flags=FINAL if last_row else 0)
+                    sender.send(self._collect_row(job, row), flags=FINAL if last_row else 0)
         except RequestError as exc:
             sender.send(_error(str(exc)), flags=FINAL)
         except Exception as exc:  # noqa: BLE001 - one failed request must not stop the model
             sender.send(_error(f"tensorrt_llm_bls: {type(exc).__name__}: {exc}"), flags=FINAL)
 
-    def _serve_unary(self, request, arrays):
+    def _serve_unary(self, job):
         try:
-            if self._stream_flag(request):
+            if self._streaming(job):
                 raise RequestError("Streaming is only supported if the model is deployed in decoupled mode "
                                    "(recipe runtime.streaming: true)")
-            if arrays["input_ids"].shape[0] > 1:
+            if job[0]["input_ids"].shape[0] > 1:
                 raise RequestError("more than one prompt per request needs decoupled mode (runtime.streaming: true)")
-            return self._collect_row(request, arrays, 0)
+            return self._collect_row(job, 0)
         except RequestError as exc:
             return _error(str(exc))
         except Exception as exc:  # noqa: BLE001
             return _error(f"tensorrt_llm_bls: {type(exc).__name__}: {exc}")
 
-    def _stream_row(self, request, arrays, row, sender, last_row):
+    def _stream_row(self, job, row, sender, last_row):
         det = self.codec.stream()
         forwarded: dict = {}
-        for response in self._responses(request, arrays, row, True):
+        for response in self._responses(job, row):
             if response.has_error():
                 raise RequestError(response.error().message())
             ids, _ = self._tokens(response)
@@ -154,14 +151,14 @@ class TritonPythonModel:
             forwarded = self._forwarded(response, forwarded)
             if text:
                 sender.send(self._response([text], forwarded))
-            if hasattr(request, "is_cancelled") and request.is_cancelled():
+            if sender.is_cancelled():
                 break
         sender.send(self._response([det.finish()], forwarded), flags=FINAL if last_row else 0)
 
-    def _collect_row(self, request, arrays, row):
+    def _collect_row(self, job, row):
         beams: list[list[int]] = []
         forwarded: dict = {}
-        for response in self._responses(request, arrays, row, False):
+        for response in self._responses(job, row):
             if response.has_error():
                 raise RequestError(response.error().message())
             ids, _ = self._tokens(response)

@@ -35,19 +35,39 @@ def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """tiny(family, **make_tiny_model options) → model directory, built once per distinct request."""
+    needs_checkpoint_deps()
+    from trtbuild.demo.tiny_model import make_tiny_model
+
+    cache: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("family-models")
+
+    def build(family: str, **options: Any) -> Path:
+        key = json.dumps({"family": family, **options}, sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = make_tiny_model(root / f"tiny-{family}-{len(cache)}", family=family, **options)
+        return cache[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[Path, Any]]:
-    """export(model_dir, **overrides) → (out_dir, manifest); each distinct request runs once per session."""
+    """export(model_dir, converter="auto", **overrides) → (out_dir, manifest); each distinct request runs
+    once per session."""
     from trtbuild.progress import Progress
     from trtbuild.stages.checkpoint import run_checkpoint
 
     cache: dict[str, tuple[Path, Any]] = {}
     root = tmp_path_factory.mktemp("exports")
 
-    def export(model_dir: Path, **overrides: Any) -> tuple[Path, Any]:
-        key = json.dumps({"model": str(model_dir), **overrides}, sort_keys=True, default=str)
+    def export(model_dir: Path, converter: str = "auto", **overrides: Any) -> tuple[Path, Any]:
+        key = json.dumps({"model": str(model_dir), "converter": converter, **overrides}, sort_keys=True, default=str)
         if key not in cache:
             out = root / f"ckpt{len(cache)}"
-            cache[key] = (out, run_checkpoint(make_inputs(model_dir, **overrides), out, progress=Progress.silent()))
+            cache[key] = (out, run_checkpoint(make_inputs(model_dir, **overrides), out, progress=Progress.silent(),
+                                              converter=converter))
         return cache[key]
 
     return export

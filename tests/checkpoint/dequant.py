@@ -11,6 +11,8 @@ expects each rank to hold them, so the two can be compared number by number.
   × ``weights_scaling_factor`` [out, in/group]; × ``prequant_scaling_factor[None, :]``.
 * NVFP4: two E2M1 codes per byte along the INPUT dim (low nibble = even column), × FP8 block scale
   (16 inputs) × ``weights_scaling_factor_2``.
+* Stacked experts (Mixtral ``mlp.fc`` [E, 2*ffn, in] = per expert [w3; w1], ``mlp.proj`` [E, out, ffn]):
+  every per-expert scale has the expert on dim 0; each expert is decoded like a linear.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ def dequant_linear(t: dict[str, torch.Tensor], prefix: str, quant_algo: str | No
     w = t[prefix + "weight"]
     if quant_algo in (None, "W8A16", "W4A16"):  # weight-only formats are quantized later by trtllm-build
         return w.float()
+    if w.dim() == 3:  # stacked experts
+        n = w.shape[0]
+        mine = {k: v for k, v in t.items() if k.startswith(prefix)}
+        return torch.stack([dequant_linear(
+            {k: v[e] if v.dim() >= 1 and v.shape[0] == n and not k.endswith("activation_scaling_factor") else v
+             for k, v in mine.items()}, prefix, quant_algo) for e in range(n)])
     scale = t[prefix + "weights_scaling_factor"].float()
     if quant_algo == "FP8":
         return w.float() * scale.reshape(())
@@ -100,7 +108,7 @@ def reference_rank(hf: dict[str, torch.Tensor], cfg: dict[str, Any], *, rank: in
         out["transformer.vocab_embedding.weight"] = col(hf["model.embed_tokens.weight"])
     if pp_rank == pp - 1:
         out["transformer.ln_f.weight"] = hf["model.norm.weight"]
-        out["lm_head.weight"] = col(hf["lm_head.weight"])
+        out["lm_head.weight"] = col(hf.get("lm_head.weight", hf["model.embed_tokens.weight"]))  # tied: embedding
     for n in range(layers):
         src, dst = f"model.layers.{pp_rank * layers + n}.", f"transformer.layers.{n}."
         out[dst + "input_layernorm.weight"] = hf[src + "input_layernorm.weight"]
@@ -114,6 +122,18 @@ def reference_rank(hf: dict[str, torch.Tensor], cfg: dict[str, Any], *, rank: in
                 heads(q, nh, tp_rank * nh // tp, nh // tp),
                 heads(k, nkv, kv_first, kv_count), heads(v, nkv, kv_first, kv_count)])
         out[dst + "attention.dense.weight"] = row(hf[src + "self_attn.o_proj.weight"])
+        for qk in ("q", "k"):  # Qwen3 per-head norms, replicated
+            if src + f"self_attn.{qk}_norm.weight" in hf:
+                out[dst + f"attention.{qk}_layernorm.weight"] = hf[src + f"self_attn.{qk}_norm.weight"]
+        moe = src + "block_sparse_moe."
+        if moe + "gate.weight" in hf:  # Mixtral: fp32 router; fc = [w3; w1] per expert, proj = w2
+            experts = range(cfg["num_local_experts"])
+            out[dst + "mlp.router.weight"] = hf[moe + "gate.weight"].float()
+            out[dst + "mlp.fc.weight"] = torch.stack([torch.cat([col(hf[moe + f"experts.{e}.w3.weight"]),
+                                                                 col(hf[moe + f"experts.{e}.w1.weight"])])
+                                                      for e in experts])
+            out[dst + "mlp.proj.weight"] = torch.stack([row(hf[moe + f"experts.{e}.w2.weight"]) for e in experts])
+            continue
         out[dst + "mlp.fc.weight"] = col(hf[src + "mlp.gate_proj.weight"])   # fc = gate_proj (SiLU branch)
         out[dst + "mlp.gate.weight"] = col(hf[src + "mlp.up_proj.weight"])   # gate = up_proj
         out[dst + "mlp.proj.weight"] = row(hf[src + "mlp.down_proj.weight"])

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-LLAMA = ("LlamaForCausalLM", "llama")
-QWEN2 = ("Qwen2ForCausalLM", "qwen")
+# HF architecture → ModelOpt decoder type, for every tiny-model family (gemma2 is refused by the stage).
+DECODERS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "MixtralForCausalLM": "llama",
+            "Qwen2ForCausalLM": "qwen", "Qwen3ForCausalLM": "qwen", "Gemma2ForCausalLM": "gemma2"}
 
 
 def needs_checkpoint_deps() -> None:
@@ -22,9 +23,10 @@ def make_inputs(model_dir: Path, **overrides: Any) -> Any:
     """CheckpointInputs for a tiny model with small, fast calibration settings."""
     from trtbuild.stages.checkpoint import CheckpointInputs
 
-    arch, decoder = QWEN2 if "qwen" in model_dir.name else LLAMA
+    config = model_dir / "config.json"
+    arch = json.loads(config.read_text())["architectures"][0] if config.is_file() else "LlamaForCausalLM"
     values: dict[str, Any] = dict(
-        model_dir=model_dir, architecture=arch, decoder_type=decoder, dtype="float16", weights="none",
+        model_dir=model_dir, architecture=arch, decoder_type=DECODERS.get(arch, "llama"), dtype="float16", weights="none",
         kv_cache="none", awq_block_size=128, calib_dataset="builtin", calib_samples=16, calib_max_seq_len=64,
         calib_batch_size=4, calib_seed=1234, tp=1, pp=1, trust_remote_code=False)
     values.update(overrides)

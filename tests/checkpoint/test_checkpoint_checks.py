@@ -154,3 +154,82 @@ def test_expected_kv_duplication_and_pp_split() -> None:
     assert "transformer.vocab_embedding.weight" in first and "lm_head.weight" not in first
     assert "lm_head.weight" in last and "transformer.ln_f.weight" in last
     assert not any(".layers.1." in k for k in list(first) + list(last))  # one local layer per stage
+
+
+QWEN3 = {**HF, "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "head_dim": 128, "rope_scaling": None}
+MIXTRAL = {**HF, "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "num_local_experts": 4,
+           "num_experts_per_tok": 2, "rope_scaling": None}
+
+
+def test_support_problems() -> None:
+    from trtbuild.stages.checkpoint_checks import support_problems
+
+    assert support_problems("MistralForCausalLM", weights="int4_awq", dtype="bfloat16") == []
+    assert support_problems("MixtralForCausalLM", weights="nvfp4", dtype="float16") == []
+    assert support_problems("MixtralForCausalLM", weights="int8_sq", dtype="float16") == [
+        "quantization.weights: int8_sq is not supported for MixtralForCausalLM by the checkpoint stage "
+        "(checked: fp8, int4_wo, int8_wo, none, nvfp4)"]
+    gemma = support_problems("Gemma2ForCausalLM", weights="none", dtype="float16")
+    assert len(gemma) == 1 and gemma[0].startswith("architecture Gemma2ForCausalLM cannot be converted: ModelOpt")
+    assert "not supported" in support_problems("GPT2LMHeadModel", weights="none", dtype="float16")[0]
+    assert support_problems("LlamaForCausalLM", weights="none", dtype="float32")[0].startswith("dtype: float32")
+
+
+def test_qwen3_and_mixtral_dims_and_hf_tensors() -> None:
+    from trtbuild.stages.checkpoint_checks import hf_weight_shapes
+
+    qwen3, mixtral = ModelDims.from_hf_config(QWEN3), ModelDims.from_hf_config(MIXTRAL)
+    assert (qwen3.qk_norm, qwen3.qkv_bias, qwen3.head_dim, qwen3.experts) == (True, False, 128, 0)
+    assert (mixtral.qk_norm, mixtral.experts) == (False, 4)
+    shapes = hf_weight_shapes(qwen3)
+    assert shapes["model.layers.1.self_attn.q_norm.weight"] == (128,)
+    assert shapes["model.layers.1.self_attn.q_proj.weight"] == (512, 256)  # 4 heads x 128 != hidden 256
+    shapes = hf_weight_shapes(mixtral)
+    assert shapes["model.layers.0.block_sparse_moe.gate.weight"] == (4, 256)
+    assert shapes["model.layers.0.block_sparse_moe.experts.3.w2.weight"] == (256, 512)
+    assert not any("mlp." in name for name in shapes)
+
+
+@pytest.mark.parametrize("weights, fc, scale", [
+    ("none", ((4, 512, 256), {"F16"}), None),
+    ("fp8", ((4, 512, 256), {"F8_E4M3"}), ("weights_scaling_factor", (4, 1))),
+    ("nvfp4", ((4, 512, 128), {"U8"}), ("weights_scaling_factor_2", (4,))),
+])
+def test_expected_mixtral_tensors(weights: str, fc: tuple[Any, set[str]], scale: tuple[str, Any] | None) -> None:
+    req, _ = expected_rank_tensors(ModelDims.from_hf_config(MIXTRAL), {"use_parallel_embedding": True}, rank=0,
+                                   dtype="float16", weights=weights, kv_cache="none", awq_block_size=128, tp=2, pp=1)
+    p = "transformer.layers.0.mlp."
+    assert req[p + "fc.weight"] == (fc[0], frozenset(fc[1]))  # [experts, 2 * 512 / tp, hidden]
+    assert req[p + "router.weight"] == ((4, 256), frozenset({"F32"}))
+    assert p + "gate.weight" not in req
+    if scale:
+        assert req[p + "fc." + scale[0]][0] == scale[1]
+
+
+def test_expected_qwen3_tensors_and_patch() -> None:
+    dims = ModelDims.from_hf_config(QWEN3)
+    req, _ = expected_rank_tensors(dims, {}, rank=1, dtype="bfloat16", weights="none", kv_cache="none",
+                                   awq_block_size=128, tp=2, pp=1)
+    assert req["transformer.layers.1.attention.q_layernorm.weight"] == ((128,), frozenset({"BF16"}))
+    assert req["transformer.layers.1.attention.qkv.weight"][0] == (512, 256)  # (2 + 2 * 1) heads x 128
+    assert "transformer.layers.1.attention.qkv.bias" not in req
+    patched = patch_exported_config({**EXPORTED, "rotary_base": 500000.0}, dims, QWEN3,
+                                    architecture="Qwen3ForCausalLM", weights="none", kv_cache="none",
+                                    decoder_type="qwen")
+    assert patched["qwen_type"] == "qwen3" and patched["attn_bias"] is False
+    problems = config_problems({**patched, "attn_bias": True}, dims, architecture="Qwen3ForCausalLM",
+                               dtype="float16", weights="none", kv_cache="none", awq_block_size=128, tp=2, pp=1)
+    assert "config.json: attn_bias is True, expected False" in problems
+
+
+def test_moe_config_is_checked() -> None:
+    dims = ModelDims.from_hf_config(MIXTRAL)
+    base = {**EXPORTED, "architecture": "MixtralForCausalLM", "rotary_base": 500000.0}
+    got = config_problems(base, dims, architecture="MixtralForCausalLM", dtype="float16", weights="none",
+                          kv_cache="none", awq_block_size=128, tp=2, pp=1)
+    assert "config.json: moe.num_experts is None, expected 4" in got
+    assert any(p.startswith("config.json: hidden_act is") for p in got)
+    dense = config_problems({**base, "architecture": "LlamaForCausalLM", "moe": {"num_experts": 4}}, DIMS,
+                            architecture="LlamaForCausalLM", dtype="float16", weights="none", kv_cache="none",
+                            awq_block_size=128, tp=2, pp=1)
+    assert "config.json: has a 'moe' block, but the model has no experts" in dense

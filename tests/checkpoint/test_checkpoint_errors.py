@@ -159,8 +159,9 @@ def test_invalid_input_values(tiny_llama: Path, key: str, overrides: dict[str, A
 def test_planning_imports_stay_light() -> None:
     code = ("import sys\n"
             "import trtbuild.stages.checkpoint, trtbuild.stages.fetch, trtbuild.stages.calibration\n"
-            "import trtbuild.stages.checkpoint_checks, trtbuild.demo.tiny_model\n"
-            "heavy = {'torch', 'transformers', 'modelopt', 'huggingface_hub', 'tokenizers', 'safetensors'}\n"
+            "import trtbuild.stages.checkpoint_checks, trtbuild.demo.tiny_model, trtbuild.stages.checkpoint_layout\n"
+            "import trtbuild.stages.streaming_checkpoint, trtbuild.stages.safetensors_stream\n"
+            "heavy = {'torch', 'transformers', 'modelopt', 'huggingface_hub', 'tokenizers', 'safetensors', 'numpy'}\n"
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])

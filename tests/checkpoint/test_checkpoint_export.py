@@ -61,6 +61,7 @@ def test_full_precision_is_bit_exact(exported: Any, tiny_llama: Path, tp: int, p
 
     out, manifest = exported(tiny_llama, weights=weights, tp=tp, pp=pp, dtype=dtype)
     assert manifest.quant_algo == {"none": None, "int8_wo": "W8A16", "int4_wo": "W4A16"}[weights]
+    assert manifest.converter == "streaming"  # test_streaming_equivalence.py: the same bytes as ModelOpt's
     hf = {k: v.to(getattr(torch, dtype)) for k, v in hf_weights(tiny_llama).items()}
     for rank in range(tp * pp):
         got, want = load_rank(out, rank), reference_rank(hf, hf_config(tiny_llama), rank=rank, tp=tp, pp=pp)
@@ -116,6 +117,7 @@ def test_manifest_records_inputs_outputs_and_versions(exported: Any, tiny_llama:
     out, manifest = exported(tiny_llama, weights="int4_awq", tp=2, awq_block_size=64)
     data = json.loads((out / "trtbuild-checkpoint.json").read_text())
     assert data["quant_algo"] == "W4A16_AWQ" and data["world_size"] == 2 and data["device"] == "cpu"
+    assert data["converter"] == "modelopt" and data["converter_note"] is None
     assert data["versions"]["nvidia-modelopt"] == "0.47.0" and data["versions"]["torch"].startswith("2.")
     assert data["inputs"]["weights"] == "int4_awq" and data["inputs"]["awq_block_size"] == 64
     assert data["calibration"]["samples_used"] == 16 and data["calibration"]["passes"] == 2

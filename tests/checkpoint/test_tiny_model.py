@@ -107,6 +107,52 @@ def test_corpus_is_varied_text() -> None:
 
 
 def test_unknown_family_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="gpt2"):
+    with pytest.raises(UsageError, match="gpt2.*llama, qwen2, mistral, qwen3, mixtral, gemma2"):
         tiny_model.make_tiny_model(tmp_path / "m", family="gpt2")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("family, arch, extra", [
+    ("mistral", "MistralForCausalLM", {"model.layers.0.mlp.gate_proj.weight": (512, 256)}),
+    ("qwen3", "Qwen3ForCausalLM", {"model.layers.0.self_attn.q_norm.weight": (128,),
+                                   "model.layers.0.self_attn.q_proj.weight": (512, 256)}),
+    ("mixtral", "MixtralForCausalLM", {"model.layers.0.block_sparse_moe.gate.weight": (4, 256),
+                                       "model.layers.1.block_sparse_moe.experts.3.w3.weight": (512, 256)}),
+    ("gemma2", "Gemma2ForCausalLM", {"model.layers.0.pre_feedforward_layernorm.weight": (256,),
+                                     "model.layers.0.self_attn.q_proj.weight": (512, 256)}),
+])
+def test_other_families_load_in_transformers(tiny: object, family: str, arch: str,
+                                             extra: dict[str, tuple[int, ...]]) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = tiny(family)  # type: ignore[operator]
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["architectures"] == [arch] and cfg["model_type"] == family
+    w = hf_weights(path)
+    assert {name: tuple(w[name].shape) for name in extra} == extra
+    assert ("lm_head.weight" in w) == (family != "gemma2")  # gemma2 ties lm_head to the embedding
+    lm, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, dtype=torch.float32)
+    assert type(lm).__name__ == arch
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == [] and info["mismatched_keys"] == []
+    assert sum(t.numel() for t in lm.state_dict().values()) >= sum(t.numel() for t in w.values())
+    again = tiny_model.make_tiny_model(path.parent / f"{family}-again", family=family)
+    assert digests(again) == digests(path)
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen3", "mixtral"])
+def test_other_families_generate_varied_tokens(tiny: object, family: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny(family)  # type: ignore[operator]
+    tok, lm = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    ids = tok("The river bent twice", return_tensors="pt")
+    new = lm.generate(**ids, max_new_tokens=24, do_sample=False)[0, ids.input_ids.shape[1]:].tolist()
+    assert len(set(new)) >= 8, new
+
+
+def test_tied_option_drops_lm_head(tiny: object) -> None:
+    path = tiny("llama", tied=True)  # type: ignore[operator]
+    assert json.loads((path / "config.json").read_text())["tie_word_embeddings"] is True
+    assert "lm_head.weight" not in hf_weights(path)

@@ -41,6 +41,11 @@ def test_compile_then_everything_cached_and_reasons_on_change(cli, project: Path
     meta = json.loads((art / "trtbuild-artifact.json").read_text())
     assert meta["fingerprint"] == t["fingerprint"] and meta["sm"] == 90
     assert (project / "out" / "report.json").is_file() and (project / "out" / "h100-sxm.report.json").is_file()
+    # The engine is referenced relative to the repository (the artifact can move), and lint finds it.
+    trt = (art / "repository" / "models" / "tensorrt_llm" / "config.pbtxt").read_text()
+    assert 'key: "gpt_model_path" value { string_value: "../engine" }' in trt
+    lint = cli("lint", str(art / "repository"), "--json", cwd=project, env=env)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
     second = _compile(cli, project, env)
     assert set(_statuses(second).values()) == {"cached"}

@@ -130,6 +130,17 @@ def test_system_prompt_is_prepended(server) -> None:
         assert with_system.num_input_tokens > plain.num_input_tokens
 
 
+def test_retention_overrides_pass_through_and_are_checked(server) -> None:
+    for model in MODELS:
+        ok = _ask(server, model, "Hello", 4, system_prompt="Be brief.", retention_token_range_starts=[0],
+                  retention_token_range_ends=[-1], retention_token_range_priorities=[80],
+                  retention_token_range_durations_ms=[1000], retention_decode_priority=20)
+        assert ok.text
+        bad = generate_grpc(server.grpc_url, model, build_inputs("Hello", 4, retention_token_range_starts=[0, 4],
+                                                                 retention_token_range_ends=[-1]))
+        assert bad.error and "retention_token_range_ends" in bad.error
+
+
 def test_sampling_is_reproducible_by_seed(server) -> None:
     for model in MODELS:
         a = _ask(server, model, "Once upon a time", 16, top_k=20, top_p=0.9, temperature=1.0, seed=7)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from trtbuild.errors import RepositoryError
 
@@ -37,10 +38,10 @@ class Generation:
     error: str | None = None
 
 
-def build_inputs(prompt: str, max_tokens: int, **params: Any) -> dict[str, np.ndarray]:
+def build_inputs(prompt: str, max_tokens: int, **params: Any) -> dict[str, npt.NDArray[Any]]:
     """Client tensors, batch of one: strings, ints, floats and bools by the contract's types."""
     values: dict[str, Any] = {"text_input": prompt, "max_tokens": max_tokens, **params}
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, npt.NDArray[Any]] = {}
     for name, value in values.items():
         if value is None:
             continue
@@ -53,13 +54,13 @@ def build_inputs(prompt: str, max_tokens: int, **params: Any) -> dict[str, np.nd
     return out
 
 
-def _triton_dtype(arr: np.ndarray) -> str:
+def _triton_dtype(arr: npt.NDArray[Any]) -> str:
     from tritonclient.utils import np_to_triton_dtype
 
     return "BYTES" if arr.dtype == object else str(np_to_triton_dtype(arr.dtype))
 
 
-def generate_grpc(url: str, model: str, inputs: dict[str, np.ndarray], *, timeout: float = 120.0) -> Generation:
+def generate_grpc(url: str, model: str, inputs: dict[str, npt.NDArray[Any]], *, timeout: float = 120.0) -> Generation:
     """One request over gRPC streaming; collects every response until the final one."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException

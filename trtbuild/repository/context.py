@@ -21,8 +21,9 @@ from trtbuild.plan.planner import BuildPlan
 from trtbuild.repository.inputs import TokenizerInfo
 from trtbuild.repository.launch import script_ranks
 from trtbuild.repository.manifest import HF_MODEL_DIR, TOKENIZER_DIR, EngineLimits
+from trtbuild.resources import topologies_dir
 
-TOPOLOGIES_DIR = Path(__file__).resolve().parents[2] / "ensembles"
+TOPOLOGIES_DIR = topologies_dir()
 CLIENT_MODEL = {"ensemble": "ensemble", "bls": "tensorrt_llm_bls"}
 TOPOLOGY_FILES = {"ensemble": ("ensemble",), "bls": ("bls",), "both": ("ensemble", "bls")}
 MODEL_ROLES = {
@@ -42,7 +43,6 @@ REQUEST_STATS_MAX_ITERATIONS = 0
 LORA_CACHE = {"optimal_adapter_size": 8, "max_adapter_size": 64, "gpu_memory_fraction": 0.05,
               "host_memory_bytes": 1 << 30}
 EXECUTOR_WORKER_PATH = "/opt/tritonserver/backends/tensorrtllm/trtllmExecutorWorker"
-MAX_BLS_THREADS = 512
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,6 @@ class RenderContext:
     max_seq_len: int
     kv_reuse: bool
     kv_retention_json: str
-    bls_worker_threads: int
     logits_dtype: str
     prompt_table_dtype: str
     encoder_input_features_dtype: str
@@ -148,7 +147,7 @@ def _number(value: float) -> str:
 
 
 def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLimits,
-                  engine_dir: Path | None, hf_model_path: str | None) -> RenderContext:
+                  engine_dir: Path | None, hf_model_path: str | None, engine_ref: str | None = None) -> RenderContext:
     s = plan.settings
     r, b, sv = s.runtime, s.build, s.serving
     reference = bool(plan.target.get("reference"))
@@ -186,7 +185,7 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
     world = 1 if reference else engine.tp * engine.pp
     trtllm = {
         "gpt_model_type": "inflight_fused_batching" if r.batching == "inflight" else "V1",
-        "gpt_model_path": str(hf_model_path if reference else engine_dir),
+        "gpt_model_path": str(hf_model_path if reference else (engine_ref or engine_dir)),
         "max_beam_width": str(engine.max_beam_width),
         "batch_scheduler_policy": r.scheduler_policy,
         "enable_chunked_context": _bool(r.chunked_context),
@@ -235,7 +234,6 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         bad_words_json=json.dumps(list(sv.bad_words), ensure_ascii=False),
         max_input_len=min(b.max_input_len, engine.max_input_len), max_seq_len=engine.max_seq_len,
         kv_reuse=r.kv_cache.reuse, kv_retention_json=json.dumps(kv_retention, sort_keys=True),
-        bls_worker_threads=min(MAX_BLS_THREADS, max(4, max_batch)),
         logits_dtype=logits_dtype, prompt_table_dtype=prompt_dtype, encoder_input_features_dtype="TYPE_FP16",
         trtllm=MappingProxyType(trtllm), client=load_contract(logits_dtype, prompt_dtype), ensemble_steps=steps,
         world_size=world, tp=1 if reference else engine.tp, pp=1 if reference else engine.pp,

@@ -160,7 +160,7 @@ def lint_view(view: RepoView, *, engine_dir: Path | None = None) -> list[Finding
             out.append(Finding("template.placeholder", f"{rel}:{line}", f"unfilled placeholder {m.group(0)!r}"))
     configs = _parse_configs(view, out)
     _model_rules(view, configs, manifest, out)
-    _trtllm_rules(configs, manifest, engine_dir, out)
+    _trtllm_rules(configs, manifest, engine_dir, out, view.root)
     _consistency_rules(configs, manifest, out)
     _ensemble_rules(configs, out)
     _launch_rules(view, manifest, out)
@@ -207,7 +207,7 @@ def _model_rules(view: RepoView, configs: dict[str, Any], manifest: dict[str, An
 
 
 def _trtllm_rules(configs: dict[str, Any], manifest: dict[str, Any] | None, engine_dir: Path | None,
-                  out: list[Finding]) -> None:
+                  out: list[Finding], root: str | None = None) -> None:
     cfg = configs.get("tensorrt_llm")
     if cfg is None:
         return
@@ -217,14 +217,16 @@ def _trtllm_rules(configs: dict[str, Any], manifest: dict[str, Any] | None, engi
                            "enable_kv_cache_reuse is not set: the C++ backend then reuses KV blocks (true)"))
     checks = (("gpt_model_type", MODEL_TYPES), ("batch_scheduler_policy", SCHEDULERS), ("decoding_mode", DECODING_MODES))
     for key, allowed in checks:
-        if key == "gpt_model_type" or key in params:
-            if params.get(key) not in allowed:
-                out.append(Finding("trtllm.required", rel, f"{key} is {params.get(key)!r}; expected one of "
-                                   + ", ".join(sorted(allowed))))
+        if (key == "gpt_model_type" or key in params) and params.get(key) not in allowed:
+            out.append(Finding("trtllm.required", rel, f"{key} is {params.get(key)!r}; expected one of "
+                               + ", ".join(sorted(allowed))))
     if not params.get("gpt_model_path"):
         out.append(Finding("trtllm.required", rel, "gpt_model_path (the engine directory) is not set"))
     engine = dict((manifest or {}).get("engine") or {})
-    engine_config = _engine_config(engine_dir or (params.get("gpt_model_path") if cfg.backend != "python" else None))
+    ref = params.get("gpt_model_path") if cfg.backend != "python" else None
+    if engine_dir is None and ref and not Path(ref).is_absolute() and root:
+        ref = str(Path(root) / ref)  # relative to the repository directory (where launch.sh starts the server)
+    engine_config = _engine_config(engine_dir or ref)
     if engine_config:
         engine.update(engine_config)
     if manifest is not None:
@@ -268,9 +270,9 @@ def _consistency_rules(configs: dict[str, Any], manifest: dict[str, Any] | None,
         if a != b:
             out.append(Finding("decoupled.consistent", _file("tensorrt_llm_bls"), f"decoupled is {str(b).lower()} "
                                f"here but {str(a).lower()} in tensorrt_llm: streaming breaks on one path"))
-    if trt is not None and manifest is not None and "decoupled" in manifest:
-        if bool(manifest["decoupled"]) != trt.model_transaction_policy.decoupled:
-            out.append(Finding("decoupled.consistent", _file("tensorrt_llm"), "decoupled differs from the manifest"))
+    if (trt is not None and manifest is not None and "decoupled" in manifest
+            and bool(manifest["decoupled"]) != trt.model_transaction_policy.decoupled):
+        out.append(Finding("decoupled.consistent", _file("tensorrt_llm"), "decoupled differs from the manifest"))
     for rule, names in (("dtype.logits", LOGITS_TENSORS), ("dtype.prompt_table", ("prompt_embedding_table",))):
         seen: dict[str, tuple[str, str]] = {}
         for model in ("tensorrt_llm", "ensemble", "tensorrt_llm_bls"):

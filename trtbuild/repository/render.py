@@ -32,8 +32,9 @@ from trtbuild.repository.manifest import (
     CopiedTree,
     RepositoryManifest,
 )
+from trtbuild.resources import templates_dir
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "repo_templates"
+TEMPLATES_DIR = templates_dir()
 LIB_FILES = {"preprocessing": ("trtbuild_text.py", "trtbuild_prompt.py"),
              "postprocessing": ("trtbuild_text.py",),
              "tensorrt_llm_bls": ("trtbuild_text.py", "trtbuild_prompt.py")}
@@ -118,8 +119,14 @@ def _render_model_files(env: Any, c: RenderContext) -> dict[str, bytes]:
 
 
 def render_files(plan: BuildPlan, *, tokenizer_dir: Path, engine_dir: Path | None = None,
-                 hf_model_dir: Path | None = None, copy_hf_model: bool | None = None) -> RenderedRepository:
-    """Render every file of the repository in memory (nothing is written)."""
+                 hf_model_dir: Path | None = None, copy_hf_model: bool | None = None,
+                 engine_ref: str | None = None) -> RenderedRepository:
+    """Render every file of the repository in memory (nothing is written).
+
+    ``engine_ref`` is the ``gpt_model_path`` written for a GPU target (default: ``engine_dir``). A
+    relative path is relative to the repository directory: ``launch.sh`` and ``trtbuild serve`` start
+    the server there (``trtbuild compile`` writes ``../engine``: the artifact's engine beside it).
+    """
     reference = bool(plan.target.get("reference"))
     tokenizer = read_tokenizer(plan, Path(tokenizer_dir), hf_model_dir)
     engine = read_engine_limits(plan, engine_dir)
@@ -142,13 +149,14 @@ def render_files(plan: BuildPlan, *, tokenizer_dir: Path, engine_dir: Path | Non
         else:
             hf_path = str(Path(hf_model_dir).resolve())
         hf_tree = CopiedTree(path=HF_MODEL_DIR if copy else hf_path, copied=copy, files=digests(hf_files))
-    c = build_context(plan, tokenizer=tokenizer, engine=engine, engine_dir=engine_dir, hf_model_path=hf_path)
+    c = build_context(plan, tokenizer=tokenizer, engine=engine, engine_dir=engine_dir, hf_model_path=hf_path,
+                      engine_ref=engine_ref)
     env = jinja_env()
     files = _render_model_files(env, c)
     manifest = RepositoryManifest(
         generator=c.generator, backend="python-reference" if reference else "tensorrtllm",
         recipe=plan.settings.name, recipe_sha256=str(plan.recipe.get("sha256", "")),
-        target=str(plan.target.get("key")), stage_key=_stage_key(plan), topology=c.topology,  # type: ignore[arg-type]
+        target=str(plan.target.get("key")), stage_key=_stage_key(plan), topology=c.topology,
         models=c.models, client_models=c.client_models, decoupled=c.decoupled, max_batch_size=c.max_batch_size,
         world_size=c.world_size, engine=engine,
         tokenizer=CopiedTree(path=TOKENIZER_DIR, copied=True, files=digests([tokenizer.dir / n for n in tokenizer.files])),
@@ -188,10 +196,11 @@ def write_rendered(rendered: RenderedRepository, out_dir: Path) -> None:
 
 
 def render_repository(plan: BuildPlan, *, out_dir: Path, tokenizer_dir: Path, engine_dir: Path | None = None,
-                      hf_model_dir: Path | None = None, copy_hf_model: bool | None = None) -> RepositoryManifest:
+                      hf_model_dir: Path | None = None, copy_hf_model: bool | None = None,
+                      engine_ref: str | None = None) -> RepositoryManifest:
     """Render, lint (errors → RepositoryError, exit 4) and write the repository; return its manifest."""
     rendered = render_files(plan, tokenizer_dir=tokenizer_dir, engine_dir=engine_dir, hf_model_dir=hf_model_dir,
-                            copy_hf_model=copy_hf_model)
+                            copy_hf_model=copy_hf_model, engine_ref=engine_ref)
     findings = lint_view(rendered.view(str(out_dir)), engine_dir=engine_dir)
     errors = [f for f in findings if f.severity == "error"]
     if errors:

@@ -27,6 +27,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trtbuild.errors import RepositoryError, UsageError
 from trtbuild.repository.launch import command_line, rank_arguments
@@ -138,7 +139,7 @@ class TritonServer:
     def start(self, timeout: float = 180.0) -> TritonServer:
         argv = self.argv()
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
-        self._log = log
+        self._log: Any = log
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
                                         start_new_session=True, cwd=self._tmp)
         try:

@@ -1,6 +1,12 @@
 """Checkpoint stage: HF checkpoint → (quantized) TensorRT-LLM checkpoint, with NVIDIA ModelOpt.
 
-What runs, per ``quantization.weights`` (the calls of TensorRT-LLM's examples/quantization/quantize.py):
+Two converters produce the same bytes. Requests that need no calibration (weights none / int8_wo /
+int4_wo, kv_cache none) go through :mod:`trtbuild.stages.streaming_checkpoint`, which reproduces
+ModelOpt's export bit for bit with numpy, one tensor chunk at a time (peak memory far below the
+model's size; no torch import). Everything else, and the rare configs the streaming converter does not
+reproduce (the manifest records which converter ran and why), goes through ModelOpt.
+
+What ModelOpt runs, per ``quantization.weights`` (the calls of TensorRT-LLM's examples/quantization/quantize.py):
 
 * ``fp8`` / ``int8_sq`` / ``int4_awq`` / ``w4a8_awq`` / ``nvfp4``: ``mtq.quantize`` with the ModelOpt preset
   (FP8_DEFAULT_CFG, INT8_SMOOTHQUANT_CFG, INT4_AWQ_CFG, W4A8_AWQ_BETA_CFG, NVFP4_DEFAULT_CFG; AWQ group
@@ -21,7 +27,9 @@ torch, transformers and modelopt are imported inside functions: importing this m
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,16 +48,20 @@ from trtbuild.stages.checkpoint_checks import (
     hf_weight_problems,
     patch_exported_config,
     preflight_problems,
+    support_problems,
     verify_export,
 )
-from trtbuild.stages.fetch import FileDigest, model_files, read_safetensors_header, weight_files
+from trtbuild.stages.fetch import FileDigest, model_files, weight_files
+from trtbuild.stages.safetensors_stream import SourceTensor, index_tensors
 
 if TYPE_CHECKING:
     from trtbuild.recipe.schema import ModelSpec, Parallelism, Quantization
 
 MANIFEST_NAME = "trtbuild-checkpoint.json"
 MANIFEST_FORMAT = "trtbuild-checkpoint/1"
-STAGE_VERSION = 1
+STAGE_VERSION = 2
+CONVERTERS = ("auto", "modelopt", "streaming")
+VERSIONED_PACKAGES = ("nvidia-modelopt", "torch", "transformers", "safetensors", "tokenizers", "accelerate", "numpy")
 DTYPES = ("float16", "bfloat16", "float32")
 CALIBRATED_WEIGHTS = ("fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4")
 TOKENIZER_FILES = (
@@ -148,10 +160,15 @@ class CheckpointManifest:
     wall_s: float
     calibration: tuple[tuple[str, Any], ...] = field(default=())
     inputs: tuple[tuple[str, Any], ...] = field(default=())
+    converter: str = "modelopt"
+    """``streaming`` (numpy, bit-identical to ModelOpt's export) or ``modelopt``."""
+    converter_note: str | None = None
+    """Why ModelOpt ran for a request the streaming converter usually takes."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": MANIFEST_FORMAT, "stage_version": STAGE_VERSION,
+            "converter": self.converter, "converter_note": self.converter_note,
             "quant_algo": self.quant_algo, "kv_cache_quant_algo": self.kv_cache_quant_algo,
             "world_size": self.world_size, "device": self.device, "wall_s": self.wall_s,
             "versions": dict(self.versions), "inputs": dict(self.inputs), "calibration": dict(self.calibration),
@@ -171,14 +188,17 @@ class CheckpointManifest:
                 world_size=data["world_size"], files=tuple(FileDigest(**f) for f in data["files"]),
                 input_files=tuple(FileDigest(**f) for f in data["input_files"]),
                 versions=tuple(sorted(data["versions"].items())), device=data["device"], wall_s=data["wall_s"],
-                calibration=tuple(sorted(data["calibration"].items())), inputs=tuple(sorted(data["inputs"].items())))
+                calibration=tuple(sorted(data["calibration"].items())), inputs=tuple(sorted(data["inputs"].items())),
+                converter=data.get("converter", "modelopt"), converter_note=data.get("converter_note"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: unreadable checkpoint manifest ({type(e).__name__}: {e})") from None
 
 
 # --------------------------------------------------------------------------------------- entry point
-def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims]:
-    """Checks that need no weights: config.json, architecture, weight files, parallel layout."""
+def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims, dict[str, SourceTensor] | None]:
+    """Checks that need no weights: config.json, architecture, weight files, parallel layout.
+
+    Returns the HF config, its dimensions and the index of the safetensors weights (None for pickle)."""
     config_path = inputs.model_dir / "config.json"
     try:
         hf_cfg = json.loads(config_path.read_text(encoding="utf-8"))
@@ -187,9 +207,10 @@ def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims]:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{config_path}: unreadable ({type(e).__name__}: {e})") from None
     dims = ModelDims.from_hf_config(hf_cfg, str(config_path))
-    if dims.architecture not in SUPPORTED_ARCHITECTURES:
-        raise CheckpointError(f"{config_path}: architecture {dims.architecture} is not supported by the checkpoint "
-                              f"stage (supported: {', '.join(sorted(SUPPORTED_ARCHITECTURES))})")
+    problems = support_problems(dims.architecture, weights=inputs.weights, dtype=inputs.dtype)
+    if problems:
+        raise CheckpointError("\n  ".join(f"{config_path}: {p}" if p.startswith("architecture") else p
+                                          for p in problems))
     if dims.architecture != inputs.architecture:
         raise CheckpointError(f"{config_path}: architecture is {dims.architecture}, the plan expected "
                               f"{inputs.architecture}")
@@ -202,39 +223,65 @@ def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims]:
         raise CheckpointError("\n  ".join(["the model cannot be laid out as requested:", *problems]))
     try:
         weights = weight_files(inputs.model_dir, allow_pickle=inputs.allow_pickle)
-        tensors: dict[str, tuple[tuple[int, ...], str]] = {
-            name: (tuple(info["shape"]), str(path))
-            for path in weights if path.suffix == ".safetensors"
-            for name, info in read_safetensors_header(path).items()}
+        safetensors = [p for p in weights if p.suffix == ".safetensors"]
+        sources = index_tensors(safetensors) if safetensors else None
     except StageError as e:  # fetch errors name the directory or file; re-raise as this stage's error
         raise CheckpointError(str(e).removeprefix("fetch: ")) from None
-    if tensors:
+    if sources:
+        tensors = {name: (s.shape, str(s.path)) for name, s in sources.items()}
         problems = hf_weight_problems(dims, tensors, tied_embeddings=bool(hf_cfg.get("tie_word_embeddings")))
         if problems:
             raise CheckpointError("\n  ".join([f"{inputs.model_dir}: weights do not match config.json:", *problems]))
     tokenizer_files(inputs.tokenizer_dir or inputs.model_dir, trust_remote_code=inputs.trust_remote_code)
-    return hf_cfg, dims
+    return hf_cfg, dims, sources
 
 
 def run_checkpoint(inputs: CheckpointInputs, out_dir: Path, *, progress: Progress | None = None,
-                   device: str | None = None) -> CheckpointManifest:
-    """Convert/quantize ``inputs.model_dir`` into a verified TensorRT-LLM checkpoint at ``out_dir``."""
+                   device: str | None = None, converter: str = "auto") -> CheckpointManifest:
+    """Convert/quantize ``inputs.model_dir`` into a verified TensorRT-LLM checkpoint at ``out_dir``.
+
+    ``converter``: ``auto`` (streaming when it reproduces ModelOpt's output for the request, else
+    ModelOpt), ``modelopt`` or ``streaming`` (an error when the request needs ModelOpt).
+    """
+    from trtbuild.stages import streaming_checkpoint as streaming
+
+    if converter not in CONVERTERS:
+        raise CheckpointError(f"converter must be one of {', '.join(CONVERTERS)}, got {converter!r}")
     started = time.monotonic()
     progress = progress or Progress.silent()
-    hf_cfg, dims = preflight(inputs)
+    hf_cfg, dims, sources = preflight(inputs)
+    reason = streaming.streaming_problem(hf_cfg, dims, weights=inputs.weights, kv_cache=inputs.kv_cache,
+                                         dtype=inputs.dtype, tp=inputs.tp, sources=sources)
+    if converter == "streaming" and reason:
+        raise CheckpointError(f"the streaming converter cannot produce this checkpoint: {reason}")
+    use_streaming = converter != "modelopt" and reason is None
+    note = reason if converter == "auto" and not inputs.needs_calibration and reason else None
     texts = (load_calibration_texts(inputs.calib_dataset, samples=inputs.calib_samples, seed=inputs.calib_seed)
              if inputs.needs_calibration else None)
     input_files = inputs.input_files or _digest_inputs(inputs)
 
-    from trtbuild.stages import modelopt_driver as driver
-
-    device = device or driver.default_device()
     out_dir = Path(out_dir)
     with staged_dir(out_dir) as stage:
-        model, tokenizer = driver.load_model_and_tokenizer(inputs, device=device, progress=progress)
-        calib_info = driver.quantize(model, tokenizer, inputs, texts, device=device, progress=progress)
-        driver.export(model, inputs, stage, progress=progress)
-        del model, tokenizer
+        if use_streaming:
+            assert sources is not None
+            device = "cpu"
+            calib_info: dict[str, Any] = {"used": False}
+            task = progress.start(f"convert to TensorRT-LLM checkpoint, streaming (tp={inputs.tp}, pp={inputs.pp})")
+            plans = streaming.plan_ranks(dims, sources, dtype=inputs.dtype, tp=inputs.tp, pp=inputs.pp,
+                                         tied=bool(hf_cfg.get("tie_word_embeddings")))
+            streaming.write_ranks(plans, sources, stage)
+            raw = streaming.modelopt_config(hf_cfg, dims, decoder_type=inputs.decoder_type, dtype=inputs.dtype,
+                                            tp=inputs.tp, pp=inputs.pp)
+            (stage / "config.json").write_text(json.dumps(raw, indent=4), encoding="utf-8")
+            progress.finish(task)
+        else:
+            from trtbuild.stages import modelopt_driver as driver
+
+            device = device or driver.default_device()
+            model, tokenizer = driver.load_model_and_tokenizer(inputs, device=device, progress=progress)
+            calib_info = driver.quantize(model, tokenizer, inputs, texts, device=device, progress=progress)
+            driver.export(model, inputs, stage, progress=progress)
+            del model, tokenizer
         task = progress.start("verify checkpoint")
         config_path = stage / "config.json"
         config = patch_exported_config(
@@ -253,14 +300,28 @@ def run_checkpoint(inputs: CheckpointInputs, out_dir: Path, *, progress: Progres
         manifest = CheckpointManifest(
             out_dir=out_dir, quant_algo=quant.get("quant_algo"), kv_cache_quant_algo=quant.get("kv_cache_quant_algo"),
             world_size=inputs.tp * inputs.pp, files=_digest_dir(stage), input_files=input_files,
-            versions=driver.toolchain_versions(), device=device, wall_s=round(time.monotonic() - started, 3),
+            versions=toolchain_versions(), device=device, wall_s=round(time.monotonic() - started, 3),
             calibration=tuple(sorted(calib_info.items())),
-            inputs=tuple(sorted((k, v) for k, v in inputs.to_json().items() if k != "input_files")))
+            inputs=tuple(sorted((k, v) for k, v in inputs.to_json().items() if k != "input_files")),
+            converter="streaming" if use_streaming else "modelopt", converter_note=note)
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def toolchain_versions() -> tuple[tuple[str, str], ...]:
+    """Python, trtbuild and library versions, from package metadata (nothing is imported)."""
+    import trtbuild
+
+    versions = {"python": platform.python_version(), "trtbuild": trtbuild.__version__}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return tuple(sorted(versions.items()))
+
+
 def _digest_inputs(inputs: CheckpointInputs) -> tuple[FileDigest, ...]:
     files = model_files(inputs.model_dir, allow_pickle=inputs.allow_pickle,
                         trust_remote_code=inputs.trust_remote_code)

@@ -1,107 +1,72 @@
 """Checks around the checkpoint stage, none of which import torch.
 
-* :func:`preflight_problems`: layout checks from the HF ``config.json`` alone (TP/PP divisibility, AWQ
-  and NVFP4 block sizes per rank), run before any weights are loaded. The planner may reuse them.
+* :func:`support_problems` (architecture, format, dtype) and :func:`preflight_problems` (TP/PP
+  divisibility, AWQ and NVFP4 block sizes per rank): checks from the HF ``config.json`` alone, run
+  before any weights are loaded. The planner may reuse them.
 * :func:`patch_exported_config`: the fixes TensorRT-LLM's quantize.py applies to ModelOpt's
   ``config.json`` (architecture, weight-only quant_algo, KV algo reset, Qwen fields, RoPE fields).
 * :func:`verify_export`: the exported ``config.json`` and every ``rank{N}.safetensors`` header against
   what the request implies: mapping, quantization block, RoPE, tensor names, dtypes and shapes per rank.
+
+The per-architecture layout (which HF and TensorRT-LLM tensors exist) lives in
+:mod:`trtbuild.stages.checkpoint_layout`; its names are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import CheckpointError
-from trtbuild.stages.fetch import read_safetensors_header
+from trtbuild.stages.checkpoint_layout import (
+    ARCH_WEIGHT_FORMATS,
+    NVFP4_BLOCK,
+    SAFETENSORS_DTYPES,
+    SUPPORTED_ARCHITECTURES,
+    UNSUPPORTED_ARCHITECTURES,
+    ModelDims,
+    expected_rank_tensors,
+    hf_rope,
+    hf_weight_problems,
+    hf_weight_shapes,
+    kv_heads_per_rank,
+    normalize_rope_scaling,
+    tensor_problems,
+)
 
-# HF architecture → ModelOpt decoder type, for the architectures whose layout these checks know.
-SUPPORTED_ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen"}
+__all__ = [
+    "ARCH_WEIGHT_FORMATS", "KV_ALGOS", "NVFP4_BLOCK", "QUANT_ALGOS", "SAFETENSORS_DTYPES", "SUPPORTED_ARCHITECTURES",
+    "UNSUPPORTED_ARCHITECTURES", "ModelDims", "config_problems", "expected_rank_tensors", "hf_rope",
+    "hf_weight_problems", "hf_weight_shapes", "kv_heads_per_rank", "normalize_rope_scaling", "patch_exported_config",
+    "preflight_problems", "support_problems", "tensor_problems", "verify_export",
+]
+
 QUANT_ALGOS: dict[str, str | None] = {
     "none": None, "fp8": "FP8", "int8_sq": "W8A8_SQ_PER_CHANNEL", "int4_awq": "W4A16_AWQ",
     "w4a8_awq": "W4A8_AWQ", "nvfp4": "NVFP4", "int8_wo": "W8A16", "int4_wo": "W4A16",
 }
 KV_ALGOS: dict[str, str | None] = {"none": None, "fp8": "FP8", "int8": "INT8"}
-SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
-NVFP4_BLOCK = 16
-
-
-@dataclass(frozen=True)
-class ModelDims:
-    """The dimensions of a decoder-only HF model that decide the checkpoint layout."""
-
-    architecture: str
-    model_type: str
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    qkv_bias: bool
-    dense_bias: bool
-    mlp_bias: bool
-    rope_theta: float
-    rope_scaling: dict[str, Any] | None
-
-    @classmethod
-    def from_hf_config(cls, cfg: dict[str, Any], where: str = "config.json") -> ModelDims:
-        archs = cfg.get("architectures") or []
-        if not archs or not isinstance(archs, list):
-            raise CheckpointError(f"{where}: no 'architectures' entry")
-        try:
-            hidden, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-            model_type = str(cfg.get("model_type", ""))
-            theta, scaling = hf_rope(cfg)
-            return cls(
-                architecture=str(archs[0]), model_type=model_type, hidden=hidden,
-                intermediate=int(cfg["intermediate_size"]), layers=int(cfg["num_hidden_layers"]),
-                heads=heads, kv_heads=int(cfg.get("num_key_value_heads") or heads),
-                head_dim=int(cfg.get("head_dim") or hidden // heads), vocab=int(cfg["vocab_size"]),
-                qkv_bias=model_type == "qwen2" or bool(cfg.get("attention_bias", False)),
-                dense_bias=model_type != "qwen2" and bool(cfg.get("attention_bias", False)),
-                mlp_bias=bool(cfg.get("mlp_bias", False)), rope_theta=theta, rope_scaling=scaling,
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{where}: missing or invalid model dimension ({type(e).__name__}: {e})") from None
-
-
-def hf_rope(cfg: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
-    """(rope_theta, rope_scaling) from an HF config, in the transformers 4.x or 5.x layout."""
-    raw = cfg.get("rope_parameters")
-    params: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    theta = cfg.get("rope_theta", params.get("rope_theta"))
-    scaling = cfg.get("rope_scaling")
-    if scaling is None and params.get("rope_type", "default") != "default":
-        scaling = {k: v for k, v in params.items() if k != "rope_theta"}
-    return float(theta if theta is not None else 10000.0), scaling
-
-
-def normalize_rope_scaling(scaling: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``type`` → ``rope_type``; numbers as floats, so equal settings compare equal."""
-    if not scaling:
-        return None
-    out = {}
-    for key, value in scaling.items():
-        if key == "type":
-            if "rope_type" in scaling:
-                continue
-            key = "rope_type"
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
-        out[key] = value
-    return out
 
 
 # ---------------------------------------------------------------------------------------- preflight
-def kv_heads_per_rank(dims: ModelDims, tp: int) -> int:
-    """KV heads each rank holds: a share when kv_heads ≥ tp, else one duplicated head."""
-    return max(dims.kv_heads // tp, 1)
+def support_problems(architecture: str, *, weights: str, dtype: str) -> list[str]:
+    """Why the stage cannot convert this architecture/format/dtype at all (empty when it can)."""
+    if architecture in UNSUPPORTED_ARCHITECTURES:
+        return [f"architecture {architecture} cannot be converted: {UNSUPPORTED_ARCHITECTURES[architecture]}"]
+    if architecture not in SUPPORTED_ARCHITECTURES:
+        return [f"architecture {architecture} is not supported by the checkpoint stage (supported: "
+                f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))})"]
+    problems = []
+    formats = ARCH_WEIGHT_FORMATS.get(architecture)
+    if formats is not None and weights not in formats:
+        problems.append(f"quantization.weights: {weights} is not supported for {architecture} by the checkpoint "
+                        f"stage (checked: {', '.join(sorted(formats))})")
+    if dtype == "float32":
+        problems.append("dtype: float32 cannot be exported: ModelOpt 0.47 writes TensorRT-LLM checkpoints in "
+                        "float16 or bfloat16 only (it turns float32 into float16); use float16 or bfloat16")
+    return problems
 
 
 def preflight_problems(dims: ModelDims, *, weights: str, awq_block_size: int, tp: int, pp: int) -> list[str]:
@@ -134,40 +99,6 @@ def preflight_problems(dims: ModelDims, *, weights: str, awq_block_size: int, tp
     return problems
 
 
-def hf_weight_shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
-    """The tensors a Llama/Qwen2 HF checkpoint must hold (lm_head aside), with their shapes."""
-    h, i, q, kv = dims.hidden, dims.intermediate, dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (dims.vocab, h), "model.norm.weight": (h,)}
-    for n in range(dims.layers):
-        p = f"model.layers.{n}."
-        shapes.update({
-            p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
-            p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv, h),
-            p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, q),
-            p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h), p + "mlp.down_proj.weight": (h, i),
-        })
-        if dims.qkv_bias:
-            shapes.update({p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
-                           p + "self_attn.v_proj.bias": (kv,)})
-    return shapes
-
-
-def hf_weight_problems(dims: ModelDims, tensors: dict[str, tuple[tuple[int, ...], str]], *,
-                       tied_embeddings: bool) -> list[str]:
-    """Compare safetensors headers ({name: (shape, file)}) with config.json, naming file and tensor."""
-    expected = hf_weight_shapes(dims)
-    if not tied_embeddings:
-        expected["lm_head.weight"] = (dims.vocab, dims.hidden)
-    problems = []
-    for name, shape in expected.items():
-        if name not in tensors:
-            problems.append(f"tensor {name} is missing from the safetensors files")
-        elif tensors[name][0] != shape:
-            problems.append(f"{tensors[name][1]}: tensor {name} has shape {list(tensors[name][0])}, "
-                            f"config.json implies {list(shape)}")
-    return problems
-
-
 # ------------------------------------------------------------------------------------ config patching
 def patch_exported_config(config: dict[str, Any], dims: ModelDims, hf_cfg: dict[str, Any], *,
                           architecture: str, weights: str, kv_cache: str, decoder_type: str) -> dict[str, Any]:
@@ -188,6 +119,10 @@ def patch_exported_config(config: dict[str, Any], dims: ModelDims, hf_cfg: dict[
         config["qwen_type"] = dims.model_type
         config["norm_epsilon"] = float(hf_cfg.get("rms_norm_eps", config.get("norm_epsilon", 1e-6)))
         config["intermediate_size"] = dims.intermediate
+        # TensorRT-LLM's QWenConfig defaults attn_bias to True (Qwen 1/2); only its from_hugging_face
+        # sets False for Qwen3, and ModelOpt's manual config writes "bias" instead. Without this, a
+        # Qwen3 checkpoint asks trtllm-build for qkv biases it does not have.
+        config["attn_bias"] = dims.qkv_bias
     return config
 
 
@@ -226,104 +161,17 @@ def config_problems(config: dict[str, Any], dims: ModelDims, *, architecture: st
         got.append(f"config.json: rotary_base is {base!r}, expected {dims.rope_theta!r} (HF rope_theta)")
     expect("rotary_scaling", normalize_rope_scaling(config.get("rotary_scaling")),
            normalize_rope_scaling(dims.rope_scaling))
+    if SUPPORTED_ARCHITECTURES.get(architecture) == "qwen":
+        expect("qwen_type", config.get("qwen_type"), dims.model_type)
+        expect("attn_bias", config.get("attn_bias"), dims.qkv_bias)
+    if dims.experts:
+        moe = config.get("moe") or {}
+        expect("moe.num_experts", moe.get("num_experts"), dims.experts)
+        expect("hidden_act", config.get("hidden_act"), "swiglu")
+        expect("mapping.moe_tp_size", mapping.get("moe_tp_size"), tp)
+    elif "moe" in config:
+        got.append("config.json: has a 'moe' block, but the model has no experts")
     return got
-
-
-_SCALAR = ()  # shape marker: any shape with one element ([] or [1])
-
-
-def _linear_tensors(prefix: str, out_r: int, in_r: int, *, weights: str, awq_block_size: int,
-                    wdtype: str, bias: bool) -> dict[str, tuple[tuple[int, ...], frozenset[str]]]:
-    """Expected tensors of one exported linear layer on one rank: name → (shape, allowed dtypes)."""
-    floats = frozenset({"F16", "BF16", "F32"})
-    t: dict[str, tuple[tuple[int, ...], frozenset[str]]] = {}
-    if weights in ("none", "int8_wo", "int4_wo"):
-        t["weight"] = ((out_r, in_r), frozenset({wdtype}))
-    elif weights == "fp8":
-        t["weight"] = ((out_r, in_r), frozenset({"F8_E4M3"}))
-        t["weights_scaling_factor"] = (_SCALAR, frozenset({"F32"}))
-        t["activation_scaling_factor"] = (_SCALAR, frozenset({"F32"}))
-    elif weights == "int8_sq":
-        t["weight"] = ((out_r, in_r), frozenset({"I8"}))
-        t["weights_scaling_factor"] = ((out_r,), floats)
-        t["activation_scaling_factor"] = (_SCALAR, floats)
-        t["prequant_scaling_factor"] = ((in_r,), floats)
-    elif weights in ("int4_awq", "w4a8_awq"):
-        t["weight"] = ((out_r // 2, in_r), frozenset({"I8", "U8"}))
-        t["weights_scaling_factor"] = ((out_r, in_r // awq_block_size), floats)
-        t["prequant_scaling_factor"] = ((in_r,), floats)
-        if weights == "w4a8_awq":
-            t["activation_scaling_factor"] = (_SCALAR, floats)
-            t["weights_scaling_factor_2"] = (_SCALAR, floats)
-    elif weights == "nvfp4":
-        t["weight"] = ((out_r, in_r // 2), frozenset({"U8"}))
-        t["weights_scaling_factor"] = ((out_r, in_r // NVFP4_BLOCK), frozenset({"F8_E4M3"}))
-        t["weights_scaling_factor_2"] = (_SCALAR, frozenset({"F32"}))
-        t["activation_scaling_factor"] = (_SCALAR, frozenset({"F32"}))
-    if bias:
-        t["bias"] = ((out_r,), frozenset({wdtype}))
-    return {prefix + k: v for k, v in t.items()}
-
-
-def expected_rank_tensors(dims: ModelDims, config: dict[str, Any], *, rank: int, dtype: str, weights: str,
-                          kv_cache: str, awq_block_size: int, tp: int, pp: int
-                          ) -> tuple[dict[str, tuple[tuple[int, ...], frozenset[str]]], set[str]]:
-    """(required tensors, optional tensor names) of ``rank{rank}.safetensors``."""
-    wd = SAFETENSORS_DTYPES[dtype]
-    pp_rank = rank // tp  # ranks are numbered tp_rank + pp_rank * tp
-    h, hd = dims.hidden, dims.head_dim
-    q_r, kv_r = dims.heads // tp * hd, kv_heads_per_rank(dims, tp) * hd
-    i_r = dims.intermediate // tp
-    req: dict[str, tuple[tuple[int, ...], frozenset[str]]] = {}
-    optional: set[str] = set()
-    vocab_r = math.ceil(dims.vocab / tp)
-    if pp_rank == 0:
-        parallel = config.get("use_parallel_embedding") and config.get("embedding_sharding_dim", 0) == 0
-        req["transformer.vocab_embedding.weight"] = ((vocab_r if parallel else dims.vocab, h), frozenset({wd}))
-    if pp_rank == pp - 1:
-        req["transformer.ln_f.weight"] = ((h,), frozenset({wd}))
-        req["lm_head.weight"] = ((vocab_r, h), frozenset({wd}))
-    for n in range(dims.layers // pp):
-        p = f"transformer.layers.{n}."
-        req[p + "input_layernorm.weight"] = ((h,), frozenset({wd}))
-        req[p + "post_layernorm.weight"] = ((h,), frozenset({wd}))
-        for name, out_r, in_r, bias in (("attention.qkv.", q_r + 2 * kv_r, h, dims.qkv_bias),
-                                        ("attention.dense.", h, q_r, False),
-                                        ("mlp.fc.", i_r, h, dims.mlp_bias),
-                                        ("mlp.gate.", i_r, h, dims.mlp_bias),
-                                        ("mlp.proj.", h, i_r, False)):
-            req.update(_linear_tensors(p + name, out_r, in_r, weights=weights, awq_block_size=awq_block_size,
-                                       wdtype=wd, bias=bias))
-        if dims.dense_bias:
-            req[p + "attention.dense.bias"] = ((h,), frozenset({wd}))
-        if dims.mlp_bias:
-            req[p + "mlp.proj.bias"] = ((h,), frozenset({wd}))
-        if kv_cache != "none":
-            req[p + "attention.kv_cache_scaling_factor"] = (_SCALAR, frozenset({"F32"}))
-            optional |= {p + "attention.k_cache_scaling_factor", p + "attention.v_cache_scaling_factor"}
-    return req, optional
-
-
-def tensor_problems(rank_file: Path, expected: dict[str, tuple[tuple[int, ...], frozenset[str]]],
-                    optional: set[str]) -> list[str]:
-    """Missing, unexpected, mis-shaped or mis-typed tensors of one rank file."""
-    header = read_safetensors_header(rank_file)
-    problems = []
-    for name, (shape, dtypes) in sorted(expected.items()):
-        info = header.get(name)
-        if info is None:
-            problems.append(f"{rank_file.name}: missing tensor {name}")
-            continue
-        got_shape: tuple[int, ...] = tuple(info["shape"])
-        got_dtype = str(info["dtype"])
-        ok_shape = math.prod(got_shape) == 1 if shape == _SCALAR else got_shape == shape
-        if not ok_shape:
-            problems.append(f"{rank_file.name}: {name} has shape {list(got_shape)}, expected {list(shape) or 'a scalar'}")
-        if got_dtype not in dtypes:
-            problems.append(f"{rank_file.name}: {name} has dtype {got_dtype}, expected {'/'.join(sorted(dtypes))}")
-    for name in sorted(set(header) - set(expected) - optional):
-        problems.append(f"{rank_file.name}: unexpected tensor {name}")
-    return problems
 
 
 def verify_export(export_dir: Path, config: dict[str, Any], dims: ModelDims, *, architecture: str, dtype: str,

@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
-import importlib.metadata
 import io
-import platform
 import random
 import warnings
 from collections.abc import Iterator
@@ -41,7 +39,6 @@ PRESETS = {
 }
 # Same quantizers as FP8_KV_CFG, 8-bit integer instead of E4M3 (ModelOpt exports kv_cache_quant_algo INT8).
 INT8_KV_ENTRIES = [{"quantizer_name": "*[kv]_bmm_quantizer", "cfg": {"num_bits": 8, "axis": None}}]
-VERSIONED_PACKAGES = ("nvidia-modelopt", "torch", "transformers", "safetensors", "tokenizers", "accelerate")
 
 
 @contextlib.contextmanager
@@ -66,18 +63,6 @@ def library_errors(what: str) -> Iterator[None]:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def toolchain_versions() -> tuple[tuple[str, str], ...]:
-    import trtbuild
-
-    versions = {"python": platform.python_version(), "trtbuild": trtbuild.__version__}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return tuple(sorted(versions.items()))
 
 
 # --------------------------------------------------------------------------------------------- load

@@ -76,7 +76,7 @@ def index_tensors(paths: Iterable[Path]) -> dict[str, SourceTensor]:
     return index
 
 
-def read_rows(src: SourceTensor, first: int, last: int) -> np.ndarray:
+def read_rows(src: SourceTensor, first: int, last: int) -> np.ndarray[Any, Any]:
     """Rows ``[first, last)`` of ``src`` as a 2-D array of its raw dtype (BF16 as uint16)."""
     import numpy as np
 
@@ -97,17 +97,19 @@ def read_rows(src: SourceTensor, first: int, last: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=_NUMPY[src.dtype]).reshape(last - first, src.row_elems)
 
 
-def _to_float32(a: np.ndarray, dtype: str) -> np.ndarray:
+def _to_float32(a: np.ndarray[Any, Any], dtype: str) -> np.ndarray[Any, Any]:
     import numpy as np
 
     if dtype == "F32":
         return a
     if dtype == "F16":
         return a.astype(np.float32)
-    return (a.astype(np.uint32) << 16).view(np.float32)
+    wide = a.astype(np.uint32)
+    wide <<= 16
+    return wide.view(np.float32)
 
 
-def _from_float32(x: np.ndarray, dtype: str) -> np.ndarray:
+def _from_float32(x: np.ndarray[Any, Any], dtype: str) -> np.ndarray[Any, Any]:
     import numpy as np
 
     if dtype == "F32":
@@ -116,11 +118,20 @@ def _from_float32(x: np.ndarray, dtype: str) -> np.ndarray:
         with np.errstate(over="ignore"):  # overflow to ±inf is the intended IEEE result, as in torch
             return x.astype(np.float16)
     bits = x.view(np.uint32)
-    rounded = ((bits + (0x7FFF + ((bits >> 16) & 1))) >> 16).astype(np.uint16)
-    return np.where(np.isnan(x), np.uint16(_BF16_NAN), rounded)
+    rounded = bits >> 16  # round to nearest even: add 0x7FFF + the lowest kept bit, then truncate
+    rounded &= 1
+    rounded += 0x7FFF
+    rounded += bits
+    rounded >>= 16
+    out = rounded.astype(np.uint16)
+    del rounded
+    nan = np.isnan(x)
+    if nan.any():
+        out[nan] = _BF16_NAN
+    return out
 
 
-def to_dtype(a: np.ndarray, src: str, dst: str) -> np.ndarray:
+def to_dtype(a: np.ndarray[Any, Any], src: str, dst: str) -> np.ndarray[Any, Any]:
     """Convert raw values of dtype ``src`` to ``dst`` (safetensors dtype names); same dtype: unchanged."""
     if src == dst:
         return a

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from trtbuild.stages.checkpoint_checks import ModelDims
+from trtbuild.errors import CheckpointError
+from trtbuild.stages.checkpoint_layout import ModelDims
 from trtbuild.stages.safetensors_stream import (
     ITEMSIZE,
     OutputTensor,
@@ -38,7 +39,7 @@ from trtbuild.stages.safetensors_stream import (
     to_dtype,
 )
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20
 STREAMING_ARCHITECTURES = frozenset(
     {"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"})
 NO_CALIBRATION_WEIGHTS = ("none", "int8_wo", "int4_wo")
@@ -178,6 +179,8 @@ def _plan_rank(d: ModelDims, sources: dict[str, SourceTensor], wd: str, rank: in
 
     def piece(tensor: str, src: str, *, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None,
               at: int = 0, chain: tuple[str, ...] = (wd,)) -> int:
+        if src not in sources:
+            raise CheckpointError(f"tensor {src} is missing from the safetensors files")
         s = sources[src]
         rows, cols = rows or (0, s.rows), cols or (0, s.row_elems)
         plan.pieces.append(Piece(src, rows, cols, rank, tensor, at, chain))
@@ -248,8 +251,10 @@ def _plan_rank(d: ModelDims, sources: dict[str, SourceTensor], wd: str, rank: in
 
 
 # -------------------------------------------------------------------------------------------- write
-def write_ranks(plans: list[RankPlan], sources: dict[str, SourceTensor], out_dir: Path) -> None:
-    """Write ``rank{N}.safetensors`` for every plan, reading each source tensor once in row blocks."""
+def write_ranks(plans: list[RankPlan], sources: dict[str, SourceTensor], out_dir: Path, *,
+                chunk_bytes: int = CHUNK_BYTES) -> None:
+    """Write ``rank{N}.safetensors`` for every plan, reading each source tensor once in row blocks of
+    about ``chunk_bytes`` (at least one row): peak memory is a few blocks, whatever the model's size."""
     writers = {p.rank: SafetensorsWriter(Path(out_dir) / f"rank{p.rank}.safetensors", p.tensors) for p in plans}
     try:
         by_source: dict[str, list[Piece]] = defaultdict(list)
@@ -257,7 +262,7 @@ def write_ranks(plans: list[RankPlan], sources: dict[str, SourceTensor], out_dir
             for pc in plan.pieces:
                 by_source[pc.source].append(pc)
         for name in sorted(by_source, key=lambda n: (str(sources[n].path), sources[n].offset)):
-            _copy_source(sources[name], by_source[name], writers)
+            _copy_source(sources[name], by_source[name], writers, chunk_bytes)
         for plan in plans:
             for tensor, offset, count in plan.zeros:
                 size = ITEMSIZE[writers[plan.rank].tensors[tensor].dtype]
@@ -270,15 +275,16 @@ def write_ranks(plans: list[RankPlan], sources: dict[str, SourceTensor], out_dir
         w.close()
 
 
-def _copy_source(src: SourceTensor, pieces: list[Piece], writers: dict[int, SafetensorsWriter]) -> None:
+def _copy_source(src: SourceTensor, pieces: list[Piece], writers: dict[int, SafetensorsWriter],
+                 chunk_bytes: int) -> None:
     import numpy as np
 
     first, last = min(p.rows[0] for p in pieces), max(p.rows[1] for p in pieces)
-    step = max(1, CHUNK_BYTES // max(1, src.row_elems * ITEMSIZE[src.dtype]))
+    step = max(1, chunk_bytes // max(1, src.row_elems * ITEMSIZE[src.dtype]))
     for r0 in range(first, last, step):
         r1 = min(last, r0 + step)
         raw = read_rows(src, r0, r1)
-        converted: dict[tuple[str, ...], np.ndarray] = {}
+        converted: dict[tuple[str, ...], np.ndarray[Any, Any]] = {}
         for pc in pieces:
             a, b = max(pc.rows[0], r0), min(pc.rows[1], r1)
             if a >= b:

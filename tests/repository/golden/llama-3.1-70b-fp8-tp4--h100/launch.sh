@@ -16,6 +16,7 @@ TRITONSERVER=$(printenv TRITONSERVER || echo /opt/tritonserver/bin/tritonserver)
 HTTP_PORT=$(printenv HTTP_PORT || echo 8000)
 GRPC_PORT=$(printenv GRPC_PORT || echo 8001)
 METRICS_PORT=$(printenv METRICS_PORT || echo 8002)
+cd "$HERE"   # relative paths in the configs (engine, tokenizer) are relative to this directory
 MPIRUN=$(printenv MPIRUN || echo mpirun)
 
 exec "$MPIRUN" --allow-run-as-root \

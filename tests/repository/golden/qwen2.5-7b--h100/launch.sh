@@ -13,5 +13,6 @@ TRITONSERVER=$(printenv TRITONSERVER || echo /opt/tritonserver/bin/tritonserver)
 HTTP_PORT=$(printenv HTTP_PORT || echo 8000)
 GRPC_PORT=$(printenv GRPC_PORT || echo 8001)
 METRICS_PORT=$(printenv METRICS_PORT || echo 8002)
+cd "$HERE"   # relative paths in the configs (engine, tokenizer) are relative to this directory
 
 exec "$TRITONSERVER" --model-repository="$HERE/models" --http-port="$HTTP_PORT" --grpc-port="$GRPC_PORT" --metrics-port="$METRICS_PORT" --disable-auto-complete-config --backend-config=python,shm-region-prefix-name=prefix0_ "$@"
