@@ -135,6 +135,7 @@ def test_kv_capacity_too_small_for_one_sequence(tmp_path: Path) -> None:
     ("h100", "runtime: {batching: static, chunked_context: true}\n", "batching.static"),
     ("a100", "quantization: {kv_cache: int8}\n", "kv_quant.paged_context_fmha"),
     ("l4", "quantization: {weights: int4_awq, kv_cache: fp8}\n", "kv_quant.paged_context_fmha"),
+    ("h100", "dtype: float32\n", "dtype.float32"),
 ])
 def test_rules_fire_with_their_ids(tmp_path: Path, gpu: str, body: str, rule: str) -> None:
     plan = _plan(tmp_path, "llama-3.1-8b-instruct", gpu, "build: {max_seq_len: 8192}\n" + body
@@ -247,6 +248,16 @@ def test_model_source_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     plan = make_plan(load_recipe(p), "h100")
     assert plan.model["architecture"] == "Qwen2ForCausalLM"
     assert plan.model["parameters"] == 7_615_616_512
+
+
+def test_unpinned_hf_revision_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _recipe(tmp_path, "llama-3.1-8b-instruct")
+    text = p.read_text().replace("./model", "'hf://org/name@main'") + "  config: model/config.json\n"
+    p.write_text(text)
+    plan = make_plan(load_recipe(p), "h100")
+    assert "model.unpinned" in _rules(plan, "warning")
+    p.write_text(text.replace("@main", "@" + "a" * 40))
+    assert "model.unpinned" not in _rules(make_plan(load_recipe(p), "h100"), "warning")
 
 
 def test_unknown_gpu_is_a_usage_error(tmp_path: Path) -> None:

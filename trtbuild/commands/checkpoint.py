@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("demo-model", help="write the tiny offline demo model (HF format) to DIR")
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("--family", choices=["llama", "qwen2"], default="llama")
+    p.add_argument("--family", choices=["llama", "qwen2", "mistral", "qwen3", "mixtral", "gemma2"], default="llama",
+                   help="architecture of the tiny model (default: llama)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_model)
 

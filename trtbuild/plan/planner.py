@@ -25,7 +25,7 @@ from trtbuild.recipe.loader import LoadedRecipe
 from trtbuild.recipe.schema import Recipe
 
 PLAN_FORMAT = 1
-STAGE_VERSIONS = {"fetch": 1, "checkpoint": 1, "engine": 1, "repository": 1}
+STAGE_VERSIONS = {"fetch": 1, "checkpoint": 2, "engine": 1, "repository": 1}
 
 
 class _Frozen(BaseModel):
@@ -248,7 +248,8 @@ def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha
         engine = {"gpu": gpu.key, "sm": gpu.sm, **b.model_dump(mode="json")}
         engine["workers"] = b.workers or p.tp * p.pp
         stages.append(("engine", engine))
-    repo = {"backend": "python-reference" if gpu.reference else "tensorrtllm", "world_size": p.tp * p.pp,
+    repo = {"backend": "python-reference" if gpu.reference else "tensorrtllm",
+            "world_size": 1 if gpu.reference else p.tp * p.pp,
             "max_seq_len": b.max_seq_len, "max_beam_width": b.max_beam_width,
             "runtime": r.model_dump(mode="json"), "serving": s.serving.model_dump(mode="json")}
     stages.append(("repository", repo))

@@ -273,11 +273,32 @@ def rule_build_features(c: RuleContext) -> list[Finding]:
     return out
 
 
+def rule_checkpoint_export(c: RuleContext) -> list[Finding]:
+    """What the checkpoint stage (ModelOpt 0.47's TensorRT-LLM export) cannot do, known before any work."""
+    if c.gpu.reference:
+        return []
+    out = []
+    if c.recipe.dtype == "float32":
+        out.append(Finding("dtype.float32", "error",
+                           "ModelOpt exports float32 checkpoints as float16 without saying so; use dtype: float16 "
+                           "or bfloat16 for engines", "dtype"))
+    if c.arch.family == "gemma2":
+        out.append(Finding("checkpoint.gemma2", "warning",
+                           "ModelOpt 0.47 writes Gemma 2 TensorRT-LLM checkpoints only where tensorrt_llm is "
+                           "importable: run the checkpoint stage inside the TensorRT-LLM container", "model"))
+    return out
+
+
 def rule_model_source(c: RuleContext) -> list[Finding]:
     src = c.recipe.model.source
     if src.startswith("hf://") and "@" not in src:
         return [Finding("model.unpinned", "warning",
                         f"{src} has no @revision: builds are not reproducible (pin one, or run `trtbuild lock`)",
+                        "model.source")]
+    rev = src.rpartition("@")[2] if src.startswith("hf://") else ""
+    if rev and not (len(rev) == 40 and all(ch in "0123456789abcdef" for ch in rev)):
+        return [Finding("model.unpinned", "warning",
+                        f"revision '{rev}' is a branch or tag and can move: pin a commit sha or run `trtbuild lock`",
                         "model.source")]
     return []
 
@@ -298,7 +319,8 @@ def rule_calibration(c: RuleContext) -> list[Finding]:
 
 
 RULES: tuple[Rule, ...] = (rule_precision_sm, rule_quant_arch, rule_parallel_dims, rule_awq_block, rule_kv_layout,
-                           rule_kv_quant_context_fmha, rule_lengths, rule_build_features, rule_model_source, rule_calibration)
+                           rule_kv_quant_context_fmha, rule_lengths, rule_build_features, rule_checkpoint_export, rule_model_source,
+                           rule_calibration)
 
 
 def run_rules(ctx: RuleContext) -> list[Finding]:
