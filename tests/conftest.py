@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent / "registry"))
+
+from registry_server import BINARY, RegistryServer  # noqa: E402
+
 RECIPES = ROOT / "recipes"
 
 # Tests never reach a model hub.
@@ -41,3 +46,16 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 def cli():
     """The CLI runner: ``cli("plan", FILE, "--gpu", "h100")`` → CompletedProcess."""
     return run_cli
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """A real OCI registry (Debian's docker-registry) on a free loopback port, stopped afterwards."""
+    if BINARY is None:
+        pytest.skip("docker-registry is not installed (`make system-deps` installs Debian's docker-registry)")
+    server = RegistryServer(tmp_path / "registry")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

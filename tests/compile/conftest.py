@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
-
-from registry_server import BINARY, RegistryServer  # noqa: E402
 
 RECIPE = """\
 recipe: 1
@@ -46,15 +40,3 @@ def env(tmp_path: Path) -> dict[str, str]:
     """Environment for CLI runs: a private cache and the fake toolchain allowed."""
     return {"TRTBUILD_CACHE_DIR": str(tmp_path / "cache"), "TRTBUILD_ALLOW_FAKE_TOOLCHAIN": "1",
             "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PATH": os.environ.get("PATH", "")}
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[RegistryServer]:
-    if BINARY is None:
-        pytest.skip("docker-registry is not installed (`make system-deps` installs Debian's docker-registry)")
-    server = RegistryServer(tmp_path / "registry")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

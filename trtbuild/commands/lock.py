@@ -25,7 +25,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from trtbuild.lockfile import default_lock_path, lock_json_for, read_lock, write_lock
     from trtbuild.plan.planner import make_plan
     from trtbuild.recipe.loader import load_recipe
-    from trtbuild.targets import _calibration_digest, calibration_source, model_digests, toolchain_identity
+    from trtbuild.targets import _calibration_digest, calibration_source, toolchain_identity
 
     loaded = load_recipe(args.file)
     out = Path(args.out) if args.out else default_lock_path(loaded.path)
@@ -35,7 +35,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     plans = [make_plan(loaded, g) for g in gpus]
     base = plans[0]
     # Resolve the model afresh (the branch may have moved): the previous lock is not honoured here.
-    _, files, revision = model_digests(loaded, base, store.stat_cache(), lock=None, download=True)
+    file_digests, revision = _model_files(loaded, base, store)
     calibration = None
     for plan in plans:
         ck = plan.stage("checkpoint")
@@ -54,14 +54,34 @@ def cmd_lock(args: argparse.Namespace) -> int:
         if image and "@" in image:
             name_tag, digest = image.rsplit("@", 1)
             images[name_tag] = digest
-    lock = lock_json_for(loaded, revision, {f.path: f.sha256 for f in files}, calibration, toolchain, images)
+    lock = lock_json_for(loaded, revision, file_digests, calibration, toolchain, images)
     write_lock(out, lock)
     if args.json:
         json.dump({"lockfile": str(out), **lock.model_dump(mode="json")}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         rev = f" @ {revision}" if revision else ""
-        print(f"lock: {out} — {len(files)} model files{rev}"
+        print(f"lock: {out} — {len(file_digests)} model files{rev}"
               + (f", calibration {calibration[1][:12]}" if calibration else "")
               + (f", toolchain {', '.join(f'{k}={v}' for k, v in sorted(toolchain.items()))}" if toolchain else ""))
     return 0
+
+
+def _model_files(loaded: Any, plan: Any, store: Any) -> tuple[dict[str, str], str | None]:
+    """{file: sha256} and the resolved revision. hf:// sources: Hub metadata (LFS sha256), no weight
+    download; offline, the local HF cache snapshot. Local sources: digests through the stat cache."""
+    import os
+
+    from trtbuild.hub import hub_file_digests
+    from trtbuild.plan.sources import parse_hf_source
+    from trtbuild.targets import model_digests, model_source
+
+    m = plan.settings.model
+    source = model_source(loaded, plan)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if source.startswith("hf://") and not offline:
+        repo, rev = parse_hf_source(source)
+        commit, digests = hub_file_digests(repo, rev, allow_pickle=m.allow_pickle, trust_remote_code=m.trust_remote_code)
+        return digests, commit
+    _, files, revision = model_digests(loaded, plan, store.stat_cache(), lock=None, download=False)
+    return {f.path: f.sha256 for f in files}, revision

@@ -140,8 +140,10 @@ class TritonServer:
         argv = self.argv()
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
         self._log: Any = log
+        # cwd = the repository directory: relative paths in the configs (the engine at ../engine in a
+        # compiled artifact) are relative to it, as with launch.sh.
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
-                                        start_new_session=True, cwd=self._tmp)
+                                        start_new_session=True, cwd=self.repo)
         try:
             self.wait_ready(timeout)
         except BaseException:
