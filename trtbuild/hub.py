@@ -35,7 +35,12 @@ def _lfs_sha256(sibling: Any) -> str | None:
 def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                      api: Any = None, download: Downloader | None = None) -> tuple[str, dict[str, str]]:
     """(commit sha, {file: sha256}) for the files the build would use. ``api``/``download`` are injectable."""
-    from trtbuild.stages.fetch import CONFIG_PATTERNS, PICKLE_PATTERNS, REMOTE_CODE_PATTERNS, SAFETENSORS_PATTERNS
+    from trtbuild.stages.fetch import (
+        CONFIG_PATTERNS,
+        PICKLE_PATTERNS,
+        REMOTE_CODE_PATTERNS,
+        SAFETENSORS_PATTERNS,
+    )
 
     token = os.environ.get("HF_TOKEN") or False
     if api is None or download is None:
