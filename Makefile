@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml
 # System packages the integration tests use (a real OCI registry and skopeo).
 system-deps:
 	@command -v docker-registry >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo >/dev/null; \
-	    else echo "note: docker-registry/skopeo missing and not root: registry tests will be skipped"; fi; }
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo >/dev/null \
+	      || echo "WARNING: could not install docker-registry/skopeo: registry tests will be SKIPPED"; \
+	    else echo "WARNING: docker-registry/skopeo missing and not root: registry tests will be SKIPPED"; fi; }
 
 test: venv system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
