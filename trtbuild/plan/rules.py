@@ -214,6 +214,10 @@ def rule_lengths(c: RuleContext) -> list[Finding]:
                            f"max_num_tokens {b.max_num_tokens} < max_input_len {b.max_input_len}: without chunked "
                            "context a long prompt can never be scheduled (raise max_num_tokens or set "
                            "runtime.chunked_context: true)", "build.max_num_tokens"))
+    if b.max_num_tokens > b.max_batch_size * c.max_seq_len:
+        out.append(Finding("len.num_tokens_clipped", "info",
+                           f"max_num_tokens {b.max_num_tokens} > max_batch_size x max_seq_len "
+                           f"({b.max_batch_size * c.max_seq_len}): trtllm-build clips it", "build.max_num_tokens"))
     limit = d.max_position_embeddings
     factor = (d.rope_scaling or {}).get("factor")
     rope_type = (d.rope_scaling or {}).get("rope_type") or (d.rope_scaling or {}).get("type")
