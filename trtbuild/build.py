@@ -4,13 +4,16 @@ Each stage's key is known before it runs (``trtbuild.fingerprint``); a stage who
 is reused, otherwise it is built into the store (staging dir + rename, per-key lock), so a killed
 compile resumes where it stopped. The artifact for each GPU is then exported to ``OUT/<gpu>/``
 (hard links where possible) with a ``report.json`` and a ``trtbuild-artifact.json``.
+
+The checkpoint stage runs in a worker process (``trtbuild.stages.checkpoint_worker``): torch, transformers,
+ModelOpt and the model are freed when it ends, before the engine and repository stages. Each built
+stage reports the peak RSS of the process that did its work (see :class:`StageReport`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -24,19 +27,32 @@ from trtbuild.fsutil import staged_dir, write_atomic
 from trtbuild.plan.planner import BuildPlan, make_plan
 from trtbuild.progress import Progress
 from trtbuild.recipe.loader import LoadedRecipe
+from trtbuild.stages.checkpoint_worker import peak_rss_bytes, reset_peak_rss
 from trtbuild.targets import TargetState, resolve_target
 
 REPORT_FORMAT = 1
+STAGE_PROCESS = "stage-process"
+COMPILE_PROCESS = "compile-process"
 
 
 @dataclass
 class StageReport:
+    """One stage of one target in the build report."""
+
     stage: str
     key: str
-    status: str                     # cached | built
+    status: str
+    """``cached`` (reused from the store; nothing ran) or ``built``."""
     reasons: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     peak_rss_bytes: int = 0
+    """Peak resident memory while the stage was built; what it covers is ``peak_rss_scope``. 0 when cached."""
+    peak_rss_scope: str | None = None
+    """``stage-process``: the peak of the process that did the stage's work, over that stage only: the
+    checkpoint worker's VmHWM (the whole stage ran there), or for the stages run in the compile process
+    (fetch, engine, repository) its VmHWM reset when the stage started (programs a stage starts, such as
+    trtllm-build, are not included). ``compile-process``: the VmHWM could not be reset on this system;
+    the figure is the compile process's peak since it started. None when cached."""
     artifact_bytes: int = 0
     path: str = ""
 
@@ -61,12 +77,6 @@ class TargetReport:
             "memory_prediction": self.plan.memory, "diagnostics": [d.model_dump() for d in self.plan.diagnostics],
             "published": self.published,
         }
-
-
-def _peak_rss() -> int:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) * 1024  # Linux reports KiB
 
 
 def tree_bytes(path: Path) -> int:
@@ -106,7 +116,9 @@ class BuildOptions:
     dry_run: bool = False
 
 
-StageBuilder = Callable[[Path], None]
+StageBuilder = Callable[[Path], "int | None"]
+"""Writes a stage into the empty directory it is given; returns the peak RSS in bytes of the worker
+process that did the work, or None when the work ran in this process."""
 
 
 class Builder:
@@ -130,11 +142,24 @@ class Builder:
         task = self.progress.start(f"{fp.stage} [{state.plan.target['key']}] ({'; '.join(reasons)})")
         t0 = time.monotonic()
         meta = {"inputs": fp.inputs, "recipe": self.loaded.recipe.name, "gpu": state.plan.target["key"]}
-        path = self.store.put(fp.stage, fp.key, build, meta=meta)
+        worker_peaks: list[int] = []
+
+        def run(out: Path) -> None:
+            peak = build(out)
+            if peak is not None:
+                worker_peaks.append(peak)
+
+        own_window = reset_peak_rss()
+        path = self.store.put(fp.stage, fp.key, run, meta=meta)
         wall = time.monotonic() - t0
+        if worker_peaks:
+            peak, scope = worker_peaks[0], STAGE_PROCESS
+        else:
+            peak, scope = peak_rss_bytes(), STAGE_PROCESS if own_window else COMPILE_PROCESS
         self.progress.finish(task)
-        return path, StageReport(fp.stage, fp.key, "built", reasons, round(wall, 3), _peak_rss(),
-                                 tree_bytes(path), str(path))
+        return path, StageReport(fp.stage, fp.key, "built", reasons, wall_s=round(wall, 3),
+                                 peak_rss_bytes=peak, peak_rss_scope=scope, artifact_bytes=tree_bytes(path),
+                                 path=str(path))
 
     # -- one target ------------------------------------------------------------------------
     def build_target(self, gpu: str) -> TargetReport:

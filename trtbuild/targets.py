@@ -90,17 +90,26 @@ class TargetState:
                   "revision": self.revision, "files": [f._asdict() for f in self.files]}
         write_atomic(out / "fetch.json", json.dumps(record, indent=2))
 
-    def run_checkpoint(self, out: Path, progress: Progress, device: str | None) -> None:
-        from trtbuild.stages.checkpoint import CheckpointInputs, run_checkpoint
+    def checkpoint_inputs(self) -> Any:
+        """The checkpoint stage's ``CheckpointInputs`` for this target."""
+        from trtbuild.stages.checkpoint import CheckpointInputs
 
         s = self.plan.settings
         assert self.model_path is not None, "the model must be fetched before the checkpoint stage"
-        inputs = CheckpointInputs.from_recipe(
+        return CheckpointInputs.from_recipe(
             model_dir=self.model_path, architecture=self.plan.model["architecture"],
             decoder_type=self.plan.model["decoder_type"], dtype=s.dtype, model=s.model, quantization=s.quantization,
             parallelism=s.parallelism, calib_dataset=calibration_source(self.loaded, self.plan),
             input_files=tuple(self.files))
-        run_checkpoint(inputs, out, progress=progress, device=device)
+
+    def run_checkpoint(self, out: Path, progress: Progress, device: str | None) -> int:
+        """Run the checkpoint stage in a worker process (torch and the model never enter this one).
+
+        Returns the worker's peak RSS in bytes; raises the worker's error (CheckpointError: exit 4)."""
+        from trtbuild.stages.checkpoint_worker import run_checkpoint_in_child
+
+        result = run_checkpoint_in_child(self.checkpoint_inputs(), out, progress=progress, device=device)
+        return result.peak_rss_bytes
 
     def run_engine(self, checkpoint: Path, out: Path, progress: Progress) -> None:
         from trtbuild.stages.engine import run_engine_stage
