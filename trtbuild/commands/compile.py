@@ -143,7 +143,8 @@ def render_report(reports: list[Any], skipped: list[dict[str, str]], out: Path) 
         t = r.plan.target
         label = "reference (not an engine)" if t["reference"] else f"SM {t['sm']}"
         lines.append(f"{r.plan.recipe['name']} for {t['name']} ({label}) → {r.out_dir}")
-        lines.append(f"  {'stage':<11} {'status':<7} {'wall':>8} {'peak RSS':>10} {'size':>10}  key")
+        lines.append(f"  {'stage':<11} {'status':<7} {'wall':>8} {'peak RSS':>10} {'size':>10}  key"
+                     "   (peak RSS: of the process that ran the stage)")
         for s in r.stages:
             lines.append(f"  {s.stage:<11} {s.status:<7} {s.wall_s:>7.1f}s {_size(s.peak_rss_bytes):>10} "
                          f"{_size(s.artifact_bytes):>10}  {s.key[:12]}"
