@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import Diagnostic, PlanError, StageError
 from trtbuild.fingerprint import StageFingerprint, explain
 from trtbuild.fsutil import staged_dir, write_atomic
-from trtbuild.plan.planner import BuildPlan, make_plan
+from trtbuild.plan.planner import BuildPlan, make_plan, require_feasible
 from trtbuild.progress import Progress
 from trtbuild.recipe.loader import LoadedRecipe
 from trtbuild.stages.checkpoint_worker import peak_rss_bytes, reset_peak_rss
@@ -98,13 +97,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
             return shutil.copy2(s, d)
 
     shutil.copytree(src, dst, symlinks=True, copy_function=copy)
-
-
-def require_feasible(plan: BuildPlan) -> None:
-    if not plan.feasible:
-        raise PlanError(f"the plan for {plan.target['name']} is not feasible; nothing was built "
-                        "(`trtbuild plan` explains it)",
-                        diagnostics=[Diagnostic(d.message, path=d.path, rule=d.rule) for d in plan.errors])
 
 
 @dataclass
@@ -201,12 +193,3 @@ class Builder:
         # must upload nothing.
         write_atomic(report.out_dir.parent / f"{report.gpu}.report.json",
                      json.dumps(report.to_json(), indent=2, default=str))
-
-    def build(self, gpus: list[str]) -> list[TargetReport]:
-        reports = []
-        for gpu in gpus:
-            try:
-                reports.append(self.build_target(gpu))
-            except StageError:
-                raise
-        return reports

@@ -25,9 +25,6 @@ from typing import Any
 
 from trtbuild.plan.planner import STAGE_VERSIONS, BuildPlan
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_DIRS = ("repo_templates", "ensembles")
-
 
 @dataclass(frozen=True)
 class StageFingerprint:

@@ -57,6 +57,17 @@ def _calibration_digest(source: str, stat_cache: Any) -> str:
     return str(stat_cache.digest(p))
 
 
+def checkpoint_inputs_for(loaded: LoadedRecipe, plan: BuildPlan, model_dir: Path, files: tuple[Any, ...]) -> Any:
+    """``CheckpointInputs`` of ``plan`` for a fetched model (``files``: its FileDigests)."""
+    from trtbuild.stages.checkpoint import CheckpointInputs
+
+    s = plan.settings
+    return CheckpointInputs.from_recipe(
+        model_dir=model_dir, architecture=plan.model["architecture"], decoder_type=plan.model["decoder_type"],
+        dtype=s.dtype, model=s.model, quantization=s.quantization, parallelism=s.parallelism,
+        calib_dataset=calibration_source(loaded, plan), input_files=files)
+
+
 @dataclass
 class TargetState:
     loaded: LoadedRecipe
@@ -92,15 +103,8 @@ class TargetState:
 
     def checkpoint_inputs(self) -> Any:
         """The checkpoint stage's ``CheckpointInputs`` for this target."""
-        from trtbuild.stages.checkpoint import CheckpointInputs
-
-        s = self.plan.settings
         assert self.model_path is not None, "the model must be fetched before the checkpoint stage"
-        return CheckpointInputs.from_recipe(
-            model_dir=self.model_path, architecture=self.plan.model["architecture"],
-            decoder_type=self.plan.model["decoder_type"], dtype=s.dtype, model=s.model, quantization=s.quantization,
-            parallelism=s.parallelism, calib_dataset=calibration_source(self.loaded, self.plan),
-            input_files=tuple(self.files))
+        return checkpoint_inputs_for(self.loaded, self.plan, self.model_path, tuple(self.files))
 
     def run_checkpoint(self, out: Path, progress: Progress, device: str | None) -> int:
         """Run the checkpoint stage in a worker process (torch and the model never enter this one).

@@ -10,21 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import requests
 
+from trtbuild.repository.server import free_port
+
 BINARY = shutil.which("docker-registry") or shutil.which("registry")
 SKOPEO = shutil.which("skopeo")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RegistryServer:

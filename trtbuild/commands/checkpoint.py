@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import PlanError, UsageError
+from trtbuild.errors import UsageError
 
 
 def register(sub: Any) -> None:
@@ -30,49 +30,13 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_demo_model)
 
 
-def resolve_source(source: str, base_dir: Path) -> str:
-    """A recipe's model source as the fetch stage takes it: hf:// as is, local paths absolute."""
-    from trtbuild.plan.sources import resolve_local
-
-    return source if source.startswith("hf://") else str(resolve_local(base_dir, source).resolve())
-
-
-def resolve_calibration(dataset: str, base_dir: Path) -> str:
-    from trtbuild.plan.sources import resolve_local
-
-    if dataset == "builtin" or dataset.startswith("hf://"):
-        return dataset
-    return str(resolve_local(base_dir, dataset).resolve())
-
-
-def require_feasible(plan: Any) -> None:
-    if not plan.feasible:
-        raise PlanError(f"the plan for {plan.target['name']} is not feasible; `trtbuild plan` explains it",
-                        diagnostics=[_as_diag(d) for d in plan.errors])
-
-
-def _as_diag(d: Any) -> Any:
-    from trtbuild.errors import Diagnostic
-
-    return Diagnostic(d.message, path=d.path, rule=d.rule)
-
-
-def checkpoint_inputs(plan: Any, loaded: Any, model_dir: Path, files: tuple[Any, ...]) -> Any:
-    from trtbuild.stages.checkpoint import CheckpointInputs
-
-    s = plan.settings
-    return CheckpointInputs.from_recipe(
-        model_dir=model_dir, architecture=plan.model["architecture"], decoder_type=plan.model["decoder_type"],
-        dtype=s.dtype, model=s.model, quantization=s.quantization, parallelism=s.parallelism,
-        calib_dataset=resolve_calibration(s.quantization.calibration.dataset, loaded.base_dir), input_files=files)
-
-
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    from trtbuild.plan.planner import make_plan
+    from trtbuild.plan.planner import make_plan, require_feasible
     from trtbuild.progress import Progress
     from trtbuild.recipe.loader import load_recipe
     from trtbuild.stages.checkpoint import run_checkpoint
     from trtbuild.stages.fetch import fetch_model
+    from trtbuild.targets import checkpoint_inputs_for, model_source
 
     loaded = load_recipe(args.file)
     plan = make_plan(loaded, args.gpu)
@@ -83,10 +47,10 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.quiet)
     s = plan.settings
     task = progress.start("fetch")
-    fetched = fetch_model(resolve_source(s.model.source, loaded.base_dir), allow_pickle=s.model.allow_pickle,
+    fetched = fetch_model(model_source(loaded, plan), allow_pickle=s.model.allow_pickle,
                           trust_remote_code=s.model.trust_remote_code)
     progress.finish(task, f"{len(fetched.files)} files")
-    inputs = checkpoint_inputs(plan, loaded, Path(fetched.path), tuple(fetched.files))
+    inputs = checkpoint_inputs_for(loaded, plan, Path(fetched.path), tuple(fetched.files))
     device = None if args.device == "auto" else args.device
     manifest = run_checkpoint(inputs, Path(args.out), progress=progress, device=device)
     if args.json:

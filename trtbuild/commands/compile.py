@@ -39,8 +39,6 @@ def register(sub: Any) -> None:
 
 def publish_ref(template: str, recipe: Any, gpu: str, fingerprint: str, several: bool) -> str:
     """The OCI reference for one target: fill {name}/{gpu}/{fingerprint}; default tag from the recipe."""
-    from trtbuild.registry.reference import parse_ref  # noqa: F401  (validates below)
-
     ref = template or (recipe.publish.registry or "")
     if not ref:
         raise UsageError("--publish needs a reference (oci://host/ns/name[:tag]) or the recipe's publish.registry")
@@ -54,9 +52,9 @@ def publish_ref(template: str, recipe: Any, gpu: str, fingerprint: str, several:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from trtbuild.build import Builder, BuildOptions, require_feasible
+    from trtbuild.build import Builder, BuildOptions
     from trtbuild.cache.store import Store
-    from trtbuild.plan.planner import make_plan
+    from trtbuild.plan.planner import make_plan, require_feasible
     from trtbuild.progress import Progress
     from trtbuild.recipe.loader import load_recipe
     from trtbuild.targets import resolve_target
@@ -129,15 +127,9 @@ def _publish(src: Path, ref: str, recipe: Any, store: Any, args: argparse.Namesp
     return str(pinned or ref)
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
 def render_report(reports: list[Any], skipped: list[dict[str, str]], out: Path) -> str:
+    from trtbuild.cache.gc import format_size as _size
+
     lines = []
     for r in reports:
         t = r.plan.target

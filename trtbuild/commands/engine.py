@@ -104,8 +104,8 @@ def _dry_run(plan: Any, executor: Any, args: argparse.Namespace, timing_cache: P
 
 def cmd_engine(args: argparse.Namespace) -> int:
     from trtbuild.cache.store import resolve_cache_dir
-    from trtbuild.errors import Diagnostic, PlanError, UsageError
-    from trtbuild.plan.planner import make_plan
+    from trtbuild.errors import UsageError
+    from trtbuild.plan.planner import make_plan, require_feasible
     from trtbuild.progress import Progress
     from trtbuild.recipe.loader import load_recipe
     from trtbuild.stages.engine import run_engine_stage
@@ -116,9 +116,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
     if plan.stage("engine") is None:
         raise UsageError(f"{plan.target['name']} is the CPU reference target: it serves the HF checkpoint and has "
                          "no engine to build")
-    if not plan.feasible:
-        raise PlanError(f"the plan for {plan.target['name']} is infeasible; nothing was built",
-                        [Diagnostic(message=d.message, path=d.path, rule=d.rule) for d in plan.errors])
+    require_feasible(plan)
     kind = args.executor or plan.settings.toolchain.executor
     executor = make_executor(kind, plan, recipe_file=args.file, lockfile=args.lockfile, dry_run=args.dry_run)
     cache_root = resolve_cache_dir(args.cache_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from trtbuild.catalog.architectures import ArchSpec, get_architecture
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
+from trtbuild.errors import Diagnostic, PlanError
 from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
 from trtbuild.plan.model_config import ModelDims, load_model_config
 from trtbuild.plan.rules import FP8_FAMILY, Finding, RuleContext, run_rules
@@ -73,6 +73,14 @@ class BuildPlan(_Frozen):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def require_feasible(plan: BuildPlan) -> None:
+    """Raise PlanError (exit 3) with the plan's errors unless the plan is feasible."""
+    if not plan.feasible:
+        raise PlanError(f"the plan for {plan.target['name']} is infeasible; nothing was built "
+                        "(`trtbuild plan` explains it)",
+                        diagnostics=[Diagnostic(d.message, path=d.path, rule=d.rule) for d in plan.errors])
 
 
 def _digest(obj: Any) -> str:
@@ -261,6 +269,3 @@ def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha
         upstream = key
     return tuple(out)
 
-
-def tokens_per_sequence(max_seq_len: int, tokens_per_block: int, beam: int) -> int:
-    return math.ceil(max_seq_len / tokens_per_block) * tokens_per_block * beam

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from trtbuild.recipe.schema import BuildSettings, Recipe, RuntimeSettings, TargetOverride
+from trtbuild.recipe.schema import Recipe, TargetOverride
 from trtbuild.recipe.yamlpos import dotted, quote_key, show_key
 
 Path_ = tuple[str | int, ...]
@@ -190,6 +190,3 @@ def _short(value: Any) -> str:
         text = "a list"
     return text if len(text) <= 60 else text[:57] + "..."
 
-
-BUILD_KEYS = frozenset(BuildSettings.model_fields)
-RUNTIME_KEYS = frozenset(RuntimeSettings.model_fields)

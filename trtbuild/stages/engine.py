@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from trtbuild.errors import EngineError, PlanError
+from trtbuild.errors import EngineError
 from trtbuild.fsutil import sha256_file, staged_dir, write_atomic
+from trtbuild.plan.planner import require_feasible
 from trtbuild.progress import Progress
 from trtbuild.stages.engine_checks import (
     check_checkpoint,
@@ -128,8 +129,7 @@ def run_engine_stage(plan: BuildPlan, checkpoint_dir: Path, out_dir: Path, *, ex
     """
     progress = progress or Progress.silent()
     params = engine_params(plan)
-    if not plan.feasible:
-        raise PlanError(f"the plan for {plan.target['name']} is infeasible; `trtbuild plan` shows why")
+    require_feasible(plan)
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     pretrained = check_checkpoint(checkpoint_dir, plan)
     check_toolchain(toolchain_info, plan, workers=params["workers"])

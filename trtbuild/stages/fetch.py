@@ -91,12 +91,13 @@ def fetch_model(source: str, *, allow_pickle: bool = False, trust_remote_code: b
 
 
 def parse_hf_source(source: str) -> tuple[str, str | None]:
-    """``hf://org/name@rev`` → (``org/name``, ``rev`` or None)."""
-    body = source[len("hf://"):]
-    repo, _, rev = body.partition("@")
+    """``hf://org/name@rev`` → (``org/name``, ``rev`` or None); a malformed source is a fetch error."""
+    from trtbuild.plan.sources import parse_hf_source as split
+
+    repo, rev = split(source)
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo):
         raise fetch_error(f"model.source: expected hf://org/name[@revision], got {source!r}")
-    return repo, (rev or None)
+    return repo, rev
 
 
 # ------------------------------------------------------------------------------------ model directory
@@ -186,12 +187,11 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 # -------------------------------------------------------------------------------------- hf:// sources
-def _hf_cache_dir() -> str | None:
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None
+def _hf_cache_dir() -> str:
+    """The same cache the planner looks in for config.json (read when the stage runs, not at import)."""
+    from trtbuild.plan.sources import hf_cache_dir
+
+    return str(hf_cache_dir())
 
 
 def _offline() -> bool:
@@ -239,7 +239,7 @@ def _snapshot(source: str, repo: str, revision: str | None, patterns: tuple[str,
     except LocalEntryNotFoundError:
         where = "offline (HF_HUB_OFFLINE set) and it is" if _offline() else "it is"
         raise fetch_error(f"model.source: {source}: {where} not in the Hugging Face cache "
-                          f"({_hf_cache_dir() or 'default cache'})") from None
+                          f"({_hf_cache_dir()})") from None
     except (HfHubHTTPError, OSError) as e:
         raise fetch_error(f"model.source: {source}: download failed: {type(e).__name__}: {e}") from None
     return Path(folder)
