@@ -22,7 +22,7 @@ def test_checkpoint_is_llama_with_instruct_end_token(smollm2_model: Path) -> Non
     from safetensors import safe_open
 
     with safe_open(str(smollm2_model / "model.safetensors"), "pt") as f:
-        count = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+        count = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 - safe_open is not iterable
     assert config["tie_word_embeddings"] is True  # lm_head shares the embedding: not stored twice
     assert count == PARAMETERS
 
