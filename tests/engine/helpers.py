@@ -12,13 +12,15 @@ from typing import Any
 import yaml
 
 from trtbuild.catalog.gpus import all_gpus
+from trtbuild.contracts import load_fixture
 from trtbuild.plan.planner import BuildPlan, make_plan
 from trtbuild.recipe.loader import LoadedRecipe, load_recipe, parse_recipe
 from trtbuild.stages.checkpoint_checks import KV_ALGOS, QUANT_ALGOS
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
-CONTRACT = json.loads((Path(__file__).with_name("trtllm_1_2_flags.json")).read_text())
+# trtllm-build 1.2 flags, derived from NVIDIA's commands/build.py + plugin/plugin.py (trtbuild/contracts/).
+CONTRACT = load_fixture("trtllm_build_flags").data
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """Plan → trtllm-build command: only TensorRT-LLM 1.2 flags with valid values, every plan setting present.
 
-The contract is ``trtllm_1_2_flags.json`` (written from the facts sheet, not from trtbuild's code); the
-fake toolchain's parser must agree with it, and so must every command the planner can emit.
+The contract is the ``trtllm_build_flags`` fixture (trtbuild/contracts/trtllm_1_2/, regenerated from NVIDIA's
+``commands/build.py`` and ``plugin/plugin.py``, not from trtbuild's code); the fake toolchain's parser must agree
+with it, and so must every command the planner can emit.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def test_contract_lists_exactly_the_flags_of_the_fake_parser():
         assert table[flag]["type"] == spec["type"], flag
         if "choices" in spec:
             assert table[flag]["choices"] == sorted(set(spec["choices"])), flag
-        else:
+        elif "choices_from" not in spec:  # choices_from: defined outside build.py (not verified, see docs)
             assert table[flag]["choices"] is None, flag
     assert not set(CONTRACT["removed"]) & set(table)
 

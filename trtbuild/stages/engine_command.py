@@ -3,7 +3,7 @@
 Only flags of TensorRT-LLM 1.2 with valid values are emitted (``--kv_cache_type``, never the deprecated
 ``--paged_kv_cache``); every engine setting the plan resolved appears explicitly, so the command does not
 depend on the tool's defaults. The contract tests check every command the planner can produce against
-``tests/engine/trtllm_1_2_flags.json``.
+the ``trtllm_build_flags`` contract fixture (trtbuild/contracts/trtllm_1_2/).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Transcribed from ``tensorrt_llm/commands/build.py`` (``parse_arguments``) and ``
 (``PluginConfig`` + ``add_plugin_argument``) of the 1.2 line (facts/trtllm-1.2.md §1): same flag names, types,
 choices, defaults and aliases, and the same argparse machinery, so a command this parser rejects is one
 ``trtllm-build`` would reject with the same message. The fake toolchain parses with it; the contract tests
-check it against ``tests/engine/trtllm_1_2_flags.json``.
+check it against the ``trtllm_build_flags`` contract fixture (trtbuild/contracts/trtllm_1_2/).
 """
 
 from __future__ import annotations
