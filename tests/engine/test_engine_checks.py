@@ -112,3 +112,32 @@ def test_plan_conflicts_only_when_runtime_needs_paged_context_fmha():
     assert "runtime.kv_cache.reuse and runtime.chunked_context" in plan_conflicts(a100, changes)[0]
     _, changes = expected_build_config(PLAN, checkpoint_config(PLAN))
     assert plan_conflicts(PLAN, changes) == []
+
+
+@pytest.mark.parametrize(("requested", "recorded"), [("float16", "nvfp4"), ("bfloat16", "nvfp4"),
+                                                      ("nvfp4", "nvfp4"), ("disable", None)])
+def test_nvfp4_engines_record_the_gemm_plugin_the_builder_picks(requested, recorded):
+    """builder.py build(): NVFP4 weights switch gemm_plugin to nvfp4 unless it is explicitly disabled."""
+    plan = plan_with("llama-3.1-8b-fp8.yaml", "b200", quantization={"weights": "nvfp4"},
+                     build={"gemm_plugin": requested})
+    assert plan.feasible, [d.format() for d in plan.errors]
+    want, changes = expected_build_config(plan, checkpoint_config(plan))
+    assert want["plugin_config"]["gemm_plugin"] == recorded
+    rewritten = [c for c in changes if c.field == "plugin_config.gemm_plugin"]
+    assert bool(rewritten) == (requested not in ("nvfp4", "disable"))
+    infos = [d for d in plan.diagnostics if d.rule == "gemm_plugin.nvfp4"]
+    assert bool(infos) == bool(rewritten) and all(d.severity == "info" for d in infos)
+
+
+def test_fake_build_of_an_nvfp4_plan_with_an_explicit_gemm_plugin_passes_the_engine_check(tmp_path):
+    from trtbuild.stages.engine_command import build_command
+    from trtbuild.toolchain.fake import fake_trtllm_build
+
+    plan = plan_with("llama-3.1-8b-fp8.yaml", "b200", quantization={"weights": "nvfp4"}, build={"gemm_plugin": "float16"})
+    ck = write_checkpoint(tmp_path / "ck", plan)
+    out = tmp_path / "engine"
+    argv = build_command(plan, ck, out, timing_cache=None)
+    assert argv[argv.index("--gemm_plugin") + 1] == "float16"
+    assert fake_trtllm_build(argv[1:], sm=100, cwd=tmp_path, out=lambda _: None) == 0
+    assert json.loads((out / "config.json").read_text())["build_config"]["plugin_config"]["gemm_plugin"] == "nvfp4"
+    assert engine_problems(out, plan, checkpoint_config(plan), trtllm_version=None) == []

@@ -120,7 +120,7 @@ def assert_carries_plan(plan, got: dict[str, str | None]) -> None:
 
 
 VARIANTS = {
-    "all-optional-features": dict(build={"gather_context_logits": True, "strip_plan": True, "weight_streaming": True,
+    "all-optional-features": dict(build={"gather_context_logits": True, "weight_streaming": True,
                                          "opt_num_tokens": 1024, "logits_dtype": "float16", "timing_cache": False}),
     "multiple-profiles-no-fusion": dict(build={"multiple_profiles": True, "use_fused_mlp": False,
                                                "gemm_plugin": "disable", "fp8_context_fmha": False}),

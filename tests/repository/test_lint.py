@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from trtbuild.contracts.trtllm import required_parameters
 from trtbuild.repository.lint import lint_repository
 from trtbuild.repository.render import render_repository
 
@@ -88,6 +89,8 @@ BREAKS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "trtllm.kv_reuse_explicit": ("gpu", lambda r: _edit(r, TRT, 'parameters { key: "enable_kv_cache_reuse"',
                                                        '# parameters { key: "enable_kv_cache_reuse"')),
     "trtllm.required": ("gpu", lambda r: _edit(r, TRT, '"inflight_fused_batching"', '"inflight_fused"')),
+    "trtllm.parameter_value": ("gpu", lambda r: _edit(r, TRT, '"batch_scheduler_policy" value { string_value: "',
+                                                     '"batch_scheduler_policy" value { string_value: "static_batch')),
     "trtllm.paged_context": ("gpu", lambda r: _engine_here(r, {"max_batch_size": 256, "plugin_config": {
         "use_paged_context_fmha": False}})),
     "reference.label": ("cpu", lambda r: _edit(r, TRT, 'backend: "python"', 'backend: "tensorrtllm"')),
@@ -146,3 +149,59 @@ def test_lint_command_exit_codes(clean_repos, tmp_path: Path, cli) -> None:
     assert not as_json["clean"] and {f["rule"] for f in as_json["findings"]} >= {"trtllm.kv_reuse_explicit"}
     missing = cli("lint", str(tmp_path / "nope"))
     assert missing.returncode == 2
+
+
+# ------------------------------------------------------------------ against the backend_parameters contract
+def _drop_param(repo: Path, key: str) -> None:
+    import re
+
+    path = repo / TRT
+    text, n = re.subn(rf'^parameters {{ key: "{key}" .*\n', "", path.read_text(), flags=re.MULTILINE)
+    assert n == 1, key
+    path.write_text(text)
+
+
+def _set_param(repo: Path, key: str, value: str) -> None:
+    import re
+
+    path = repo / TRT
+    text, n = re.subn(rf'(parameters {{ key: "{key}" value {{ string_value: )"[^"]*"', rf'\g<1>"{value}"',
+                      path.read_text())
+    assert n == 1, key
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("key", required_parameters())
+@pytest.mark.parametrize("kind", ["gpu", "cpu"])
+def test_a_parameter_the_backend_reads_without_a_default_must_be_there(clean_repos, tmp_path, kind, key):
+    findings = _broken(clean_repos, tmp_path, kind, lambda r: _drop_param(r, key))
+    fired = [f for f in findings if f.rule == "trtllm.required" and key in f.message]
+    assert fired and "fails to load" in fired[0].message, [f.format() for f in findings]
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("batch_scheduler_policy", "static_batch"), ("decoding_mode", "explicit_draft_tokens"),
+    ("decoding_mode", "greedy"), ("max_beam_width", "one"), ("kv_cache_free_gpu_mem_fraction", "most"),
+    ("gpu_weights_percent", ""), ("max_attention_window_size", "all"), ("gpt_model_type", ""),
+])
+def test_values_the_backend_ignores_are_findings(clean_repos, tmp_path, key, value):
+    findings = _broken(clean_repos, tmp_path, "gpu", lambda r: _set_param(r, key, value))
+    fired = [f for f in findings if f.rule == "trtllm.parameter_value"]
+    if key == "gpt_model_type":  # an invalid batching type fails the load instead
+        fired = [f for f in findings if f.rule == "trtllm.required"]
+    assert len(fired) == 1 and key in fired[0].message and fired[0].severity == "error", \
+        [f.format() for f in findings]
+
+
+@pytest.mark.parametrize(("key", "value"), [("batch_scheduler_policy", "max_utilization"), ("decoding_mode", "redrafter"),
+                                            ("decoding_mode", "top_p"), ("max_beam_width", "2"),
+                                            ("guided_decoding_backend", "xgrammar")])
+def test_values_the_backend_accepts_are_not_findings(clean_repos, tmp_path, key, value):
+    findings = _broken(clean_repos, tmp_path, "gpu", lambda r: _set_param(r, key, value))
+    assert not [f for f in findings if f.rule in ("trtllm.parameter_value", "trtllm.required")], \
+        [f.format() for f in findings]
+
+
+def test_an_empty_engine_path_fails_the_load(clean_repos, tmp_path):
+    findings = _broken(clean_repos, tmp_path, "gpu", lambda r: _set_param(r, "gpt_model_path", ""))
+    assert any(f.rule == "trtllm.required" and "gpt_model_path" in f.message for f in findings)

@@ -140,6 +140,9 @@ def _describe(src: CppSource, file: str, func: str, func_start: int, name: str, 
             value = init[-1].group(1).strip()
             entry["default"] = next((k for k, v in maps_to.items() if v == value), _literal(value))
     if variable:
+        nxt = text.find("\n}", pos)
+        if re.search(rf"\b{variable}\.empty\(\)", text[pos:nxt if nxt != -1 else len(text)]):
+            entry["empty_is_unset"] = True
         entry["variable"] = variable
     return entry
 

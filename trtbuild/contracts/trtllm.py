@@ -34,6 +34,13 @@ class BackendParameter:
     condition: str
     note: str
     source: str
+    empty_is_unset: bool = False
+    """The backend tests this string for emptiness and then treats it as not given."""
+
+    def default_text(self) -> str:
+        if self.default is not None:
+            return str(self.default).lower() if isinstance(self.default, bool) else str(self.default)
+        return self.note or "unset"
 
     def parses(self, value: str, bools: dict[str, tuple[str, ...]]) -> bool:
         """Whether ``GetParameter<type>`` turns ``value`` into a value (otherwise it throws: default or fail)."""
@@ -57,7 +64,7 @@ def backend_parameters(release: str = DEFAULT_RELEASE) -> dict[str, BackendParam
             name=p["name"], type=p["type"], required=bool(p["required"]), default=p.get("default"),
             accepted=tuple(p["accepted"]) if p.get("accepted") else None, invalid=p.get("invalid", ""),
             condition=p.get("condition", ""), note=p.get("note") or p.get("missing", ""),
-            source=f"{p['file']}:{p['line']} ({p['function']})")
+            source=f"{p['file']}:{p['line']} ({p['function']})", empty_is_unset=bool(p.get("empty_is_unset")))
     return out
 
 
@@ -120,7 +127,7 @@ def builder_refusal(sm: int, quant_algo: str | None, kv_algo: str | None,
     fx = load_fixture("builder_refusals", release)
     d = fx.data
     flags = quant_flags(quant_algo, kv_algo, release)
-    src = next((s.cite() for s in fx.sources if s.path.endswith("builder.py")), "builder.py")
+    src = next((s.path for s in fx.sources if s.path.endswith("builder.py")), "builder.py")
     for check in d["sm_checks"]:
         if not check.get("sm_min", 0) <= sm <= check.get("sm_max", 10**6):
             continue

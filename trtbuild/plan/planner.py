@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from trtbuild.catalog.architectures import ArchSpec, get_architecture
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
 from trtbuild.errors import Diagnostic, PlanError
+from trtbuild.plan.contract_rules import builder_refuses
 from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
 from trtbuild.plan.model_config import ModelDims, load_model_config
 from trtbuild.plan.rules import FP8_FAMILY, Finding, RuleContext, run_rules
@@ -143,10 +144,13 @@ def _fit_suggestions(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -
             continue
         if not gpu.supports_weights(fmt) or fmt not in arch.weight_formats:
             continue
+        if builder_refuses(gpu, fmt, s.quantization.kv_cache) is not None:
+            continue  # trtllm-build would refuse it on this SM
         if estimate_memory(_memory_inputs(s, dims, gpu, weights=fmt)).fits:
             out.append(f"quantization.weights: {fmt}")
             break
     if (not out and s.quantization.kv_cache == "none" and gpu.supports_kv("fp8")
+            and builder_refuses(gpu, s.quantization.weights, "fp8") is None
             and estimate_memory(_memory_inputs(s, dims, gpu, kv_cache="fp8")).fits):
         out.append("quantization.kv_cache: fp8")
     if not out:

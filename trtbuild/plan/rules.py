@@ -328,7 +328,11 @@ RULES: tuple[Rule, ...] = (rule_precision_sm, rule_quant_arch, rule_parallel_dim
 
 
 def run_rules(ctx: RuleContext) -> list[Finding]:
+    from trtbuild.plan.contract_rules import (
+        CONTRACT_RULES,  # rules derived from NVIDIA's code (imports this module)
+    )
+
     findings: list[Finding] = []
-    for rule in RULES:
+    for rule in RULES + CONTRACT_RULES:
         findings.extend(rule(ctx))
     return findings

@@ -213,6 +213,8 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         "lora_cache_gpu_memory_fraction": _number(LORA_CACHE["gpu_memory_fraction"]),
         "lora_cache_host_memory_bytes": str(LORA_CACHE["host_memory_bytes"]),
         "executor_worker_path": EXECUTOR_WORKER_PATH,
+        # Read by the C++ backend without a default (contract: backend_parameters); empty = no guided decoding.
+        "guided_tokenizer_dir": "", "guided_decoding_backend": "", "xgrammar_tokenizer_info_path": "",
         "reference_dtype": dtype,
         "reference_end_id": str(tokenizer.end_ids[0]),
         "reference_pad_id": str(tokenizer.pad_id),

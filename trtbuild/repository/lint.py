@@ -11,7 +11,11 @@ Every finding names the file and a rule id. Rules (all errors unless noted):
                                  the tokenizer the models load is there
     manifest.digest              (warning) a generated file changed since it was generated
     trtllm.kv_reuse_explicit     `enable_kv_cache_reuse` is set (missing means *true* in C++)
-    trtllm.required              gpt_model_type / gpt_model_path / scheduler / decoding mode valid
+    trtllm.required              every parameter the C++ backend reads without a default is present, with a
+                                 value it accepts, and an engine path is set (else the model fails to load)
+    trtllm.parameter_value       a value the backend ignores (outside the set it compares with, or not
+                                 parsable as its type): it warns and silently uses its default
+                                 (both from the backend_parameters contract fixture, trtbuild/contracts/)
     trtllm.paged_context         KV reuse or chunked context on an engine without paged context FMHA
     reference.label              manifest backend and the `tensorrt_llm` backend agree
     batch.engine_limit           Triton max_batch_size of tensorrt_llm <= the engine's max_batch_size
@@ -38,6 +42,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from trtbuild.contracts.trtllm import BackendParameter, backend_parameters, bool_spellings, required_one_of
 from trtbuild.repository.manifest import MANIFEST_NAME, MODELS_DIR, TOKENIZER_DIR
 
 BOOL_PARAMS = frozenset({
@@ -45,10 +50,6 @@ BOOL_PARAMS = frozenset({
     "enable_context_fmha_fp32_acc", "cuda_graph_mode", "normalize_log_probs", "kv_cache_onboard_blocks",
     "speculative_decoding_fast_logits", "add_special_tokens", "skip_special_tokens", "accumulate_tokens",
 })
-MODEL_TYPES = frozenset({"inflight_fused_batching", "inflight_batching", "V1", "v1"})
-SCHEDULERS = frozenset({"guaranteed_no_evict", "max_utilization", "static_batch"})
-DECODING_MODES = frozenset({"top_k", "top_p", "top_k_top_p", "beam_search", "medusa", "redrafter", "lookahead",
-                            "eagle", "explicit_draft_tokens"})
 LOGITS_TENSORS = ("context_logits", "generation_logits", "draft_logits")
 TEXT_SUFFIXES = (".pbtxt", ".py", ".sh", ".md", ".json", ".yaml", ".txt")
 COPIED_TREES = (TOKENIZER_DIR + "/", "hf_model/")
@@ -215,13 +216,7 @@ def _trtllm_rules(configs: dict[str, Any], manifest: dict[str, Any] | None, engi
     if "enable_kv_cache_reuse" not in params:
         out.append(Finding("trtllm.kv_reuse_explicit", rel,
                            "enable_kv_cache_reuse is not set: the C++ backend then reuses KV blocks (true)"))
-    checks = (("gpt_model_type", MODEL_TYPES), ("batch_scheduler_policy", SCHEDULERS), ("decoding_mode", DECODING_MODES))
-    for key, allowed in checks:
-        if (key == "gpt_model_type" or key in params) and params.get(key) not in allowed:
-            out.append(Finding("trtllm.required", rel, f"{key} is {params.get(key)!r}; expected one of "
-                               + ", ".join(sorted(allowed))))
-    if not params.get("gpt_model_path"):
-        out.append(Finding("trtllm.required", rel, "gpt_model_path (the engine directory) is not set"))
+    _contract_rules(rel, params, out)
     engine = dict((manifest or {}).get("engine") or {})
     ref = params.get("gpt_model_path") if cfg.backend != "python" else None
     if engine_dir is None and ref and not Path(ref).is_absolute() and root:
@@ -246,6 +241,33 @@ def _trtllm_rules(configs: dict[str, Any], manifest: dict[str, Any] | None, engi
         if int(manifest.get("world_size", 0)) != want:
             out.append(Finding("world.size", MANIFEST_NAME, f"world_size {manifest.get('world_size')} but the "
                                f"engine is tp {engine['tp']} x pp {engine.get('pp', 1)} = {want}"))
+
+
+def _contract_rules(rel: str, params: dict[str, str], out: list[Finding]) -> None:
+    """Parameters against what the C++ backend reads (the backend_parameters contract fixture)."""
+    known, bools = backend_parameters(), bool_spellings()
+    for name, req in known.items():
+        if req.required and name not in params:
+            out.append(Finding("trtllm.required", rel, f"parameter {name} is missing: the C++ backend reads it "
+                               f"without a default ({req.source}) and the model fails to load (\"Cannot find "
+                               f"parameter with name: {name}\"); write it, empty if unused"))
+    for group in required_one_of():
+        if not any(params.get(name) for name in group):
+            out.append(Finding("trtllm.required", rel, f"none of {', '.join(group)} is set: the model fails to load "
+                               "(the engine directory goes in gpt_model_path)"))
+    for key, value in params.items():
+        p: BackendParameter | None = known.get(key)
+        if p is None or key in BOOL_PARAMS or (value == "" and (p.empty_is_unset or p.accepted is None)
+                                               and p.type == "std::string"):
+            continue  # not read by the backend / checked by config.bool / an empty string the backend skips
+        fails = p.invalid.startswith("throws")
+        if p.accepted is not None and value not in p.accepted:
+            what = "the model fails to load" if fails else f"the backend ignores it and uses its default ({p.default_text()})"
+            out.append(Finding("trtllm.required" if fails else "trtllm.parameter_value", rel,
+                               f"{key} is {value!r}; the backend accepts only {', '.join(p.accepted)}: {what}"))
+        elif not p.parses(value, bools):
+            out.append(Finding("trtllm.parameter_value", rel, f"{key} is {value!r}, which the backend cannot read "
+                               f"as {p.type}: it ignores it and uses its default ({p.default_text()})"))
 
 
 def _engine_config(path: Any) -> dict[str, Any]:

@@ -14,6 +14,8 @@ The builder silently rewrites some requested values (``tensorrt_llm/builder.py``
   context FMHA only together with an FP8 KV cache (an FP8 KV cache turns it on);
 * paged context FMHA is turned off with an INT8 KV cache, and with an FP8 KV cache when FP8 context FMHA
   is impossible. (KV-cache reuse and chunked context need it: see :func:`adjust`'s notes.)
+* NVFP4 weights switch ``gemm_plugin`` to ``nvfp4`` unless it was explicitly disabled (the rule comes from the
+  ``builder_refusals`` contract fixture, derived from ``builder.py``).
 
 The fake toolchain applies these rules to write a faithful engine ``config.json``; the engine stage applies
 them to the plan to know what a correct engine records, and refuses plans the builder would silently break.
@@ -25,6 +27,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from trtbuild.contracts.trtllm import recorded_gemm_plugin
 
 FP8_CONTEXT_FMHA_ALGOS = frozenset({"FP8", "W4A8_AWQ", "NVFP4"})
 REDUCE_FUSION_ARCHS = frozenset({"LlamaForCausalLM", "Gemma2ForCausalLM", "MedusaForCausalLM"})
@@ -104,6 +108,11 @@ def adjust(build: Mapping[str, Any], pretrained: Mapping[str, Any], *, sm: int) 
     out["strongly_typed"] = True
 
     _context_fmha_rules(plug, put, algo=algo, kv_algo=kv_algo, sm=sm)
+    requested_gemm = plug.get("gemm_plugin") or "disable"
+    recorded_gemm = recorded_gemm_plugin(algo, requested_gemm)
+    if recorded_gemm != requested_gemm:
+        put(plug, "plugin_config.", "gemm_plugin", recorded_gemm,
+            f"quant_algo {algo} switches the GEMM plugin to {recorded_gemm} unless it is disabled")
     out["plugin_config"] = plug
     return out, changes
 
