@@ -13,19 +13,29 @@ Rules, applied the same way on both paths:
 - end id: the request's `end_id`, else the recipe's first end id; the recipe's other end ids become
   single-token stop sequences (so several end-of-turn tokens all stop generation);
 - stop/bad words: the recipe's defaults + the request's, in the backend's `[2, N]` format;
-- KV retention: the request's `retention_*` inputs when given, else the recipe's rules (only with
-  KV-cache reuse on, since retention applies to reusable blocks).
+- KV retention: the request's `retention_*` inputs when given (checked as the executor checks them: a bad
+  set is a RequestError, not an executor exception), else the recipe's rules (only with KV-cache reuse on,
+  since retention applies to reusable blocks): earlier rules win, ranges sorted and non-overlapping, rows of a
+  multi-row request padded with ranges past the prompt (see trtbuild_text.retention_ranges).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from trtbuild_text import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    NO_EXPIRY,
+    RetentionError,
     TextCodec,
+    check_retention_ranges,
+    pad_retention_rows,
     parse_bool,
     parse_ints,
     parse_retention,
@@ -36,7 +46,6 @@ from trtbuild_text import (
 
 RETENTION = ("retention_token_range_starts", "retention_token_range_ends",
              "retention_token_range_priorities", "retention_token_range_durations_ms")
-DEFAULT_PRIORITY = 35
 
 
 class RequestError(ValueError):
@@ -60,6 +69,29 @@ class PromptBuilder:
         self.default_stop = codec.encode_words(json.loads(params["stop_words"]))
         self.default_bad = codec.encode_words(json.loads(params["bad_words"]))
         self._word_cache: dict[str, list[int]] = {}
+        wants_system = self.kv_reuse and any(r.get("tokens") == "system_prompt" for r in self.retention["rules"])
+        self.system_turn, self.system_turn_note = (find_system_turn(codec.tokenizer) if wants_system
+                                                   else (None, "no system_prompt retention rule"))
+
+    def _system_turn_lens(self, texts: list[str], ids: list[list[int]]) -> list[int]:
+        """Tokens of the system turn of each chat-templated prompt (0 where there is none): the prompt's
+        leading tokens that the system turn alone tokenizes to."""
+        turn = self.system_turn
+        if turn is None:
+            return [0] * len(texts)
+        ends = [turn.end(text) for text in texts]
+        heads = iter(self.codec.encode_batch([text[:end] for text, end in zip(texts, ends) if end]))
+        out = []
+        for end, full in zip(ends, ids):
+            if not end:
+                out.append(0)
+                continue
+            head = next(heads)
+            n = 0
+            while n < min(len(head), len(full)) and head[n] == full[n]:
+                n += 1
+            out.append(n)
+        return out
 
     # --------------------------------------------------------------------------------- reading
     def read_request(self, get: Callable[[str], np.ndarray | None]) -> dict[str, Any]:
@@ -102,7 +134,9 @@ class PromptBuilder:
                 (user if system else plain).append(query)
                 if system:
                     systems.append(system)
-        enc_plain = iter(self.codec.encode_batch(plain))
+        plain_ids = self.codec.encode_batch(plain)
+        templated = iter(self._system_turn_lens(plain, plain_ids))
+        enc_plain = iter(plain_ids)
         enc_user = iter(self.codec.encode_batch(user, add_special_tokens=False))
         enc_system = iter(self.codec.encode_batch(systems))
         out: list[dict[str, np.ndarray] | RequestError] = []
@@ -111,7 +145,7 @@ class PromptBuilder:
             for system in req["systems"]:
                 head = next(enc_system) if system else []
                 ids.append(head + (next(enc_user) if system else next(enc_plain)))
-                system_lens.append(len(head))
+                system_lens.append(len(head) if system else next(templated))
             try:
                 out.append(self._arrays(req, ids, system_lens))
             except RequestError as exc:
@@ -162,33 +196,107 @@ class PromptBuilder:
         rows, over = req["rows"], req["retention"]
         arrays: dict[str, np.ndarray] = {}
         if over["retention_token_range_starts"] is not None:
-            shape = over["retention_token_range_starts"].reshape(rows, -1).shape
-            for name in RETENTION:
-                value = over[name]
-                if value is None and name.endswith("durations_ms"):
-                    value = np.full(shape, -1, dtype=np.int32)
-                if value is None or value.reshape(rows, -1).shape != shape:
-                    raise RequestError(f"{name} must be given, with the same length as retention_token_range_starts")
-                arrays[name] = value.reshape(rows, -1).astype(np.int32)
+            arrays = self._client_ranges(rows, over)
         elif self.kv_reuse and self.retention["rules"]:
             per_row = [retention_ranges(self.retention["rules"], system_len=s, prompt_len=n)
                        for s, n in zip(system_lens, lens)]
-            width = max(len(r) for r in per_row)
-            if width == 0:
+            if not any(per_row):
                 return {}
-            filler = (0, 1, DEFAULT_PRIORITY, -1)  # rows with fewer ranges: default priority, a no-op
-            table = np.array([r + [filler] * (width - len(r)) for r in per_row], dtype=np.int32)
+            table = np.array(pad_retention_rows(per_row, lens), dtype=np.int32)
             arrays = {name: np.ascontiguousarray(table[:, :, k]) for k, name in enumerate(RETENTION)}
         else:
             return {}
-        priority = req["decode_priority"]
-        if priority is None and self.retention["decode_priority"] is not None:
-            priority = np.full((rows, 1), self.retention["decode_priority"], dtype=np.int32)
-        if priority is not None:
-            arrays["retention_decode_priority"] = priority.reshape(rows, 1).astype(np.int32)
-        duration = req["decode_duration"]
-        if duration is None and self.retention["decode_duration_ms"] is not None:
-            duration = np.full((rows, 1), self.retention["decode_duration_ms"], dtype=np.int32)
-        if duration is not None:
-            arrays["retention_decode_duration_ms"] = duration.reshape(rows, 1).astype(np.int32)
+        for name, given, recipe in (("retention_decode_priority", "decode_priority", "decode_priority"),
+                                    ("retention_decode_duration_ms", "decode_duration", "decode_duration_ms")):
+            value = req[given]
+            if value is None and self.retention[recipe] is not None:
+                value = np.full((rows, 1), self.retention[recipe], dtype=np.int32)
+            if value is not None:
+                arrays[name] = value.reshape(rows, 1).astype(np.int32)
+        priority = arrays.get("retention_decode_priority")
+        if priority is not None and not ((priority >= MIN_PRIORITY) & (priority <= MAX_PRIORITY)).all():
+            raise RequestError(f"retention_decode_priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}")
         return arrays
+
+    @staticmethod
+    def _client_ranges(rows: int, over: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+        """The client's retention_* inputs, checked as the backend and the executor check them."""
+        starts = over["retention_token_range_starts"]
+        assert starts is not None
+        shape = starts.reshape(rows, -1).shape
+        arrays: dict[str, np.ndarray] = {}
+        for name in RETENTION:
+            value = over[name]
+            if value is None and name.endswith("durations_ms"):
+                value = np.full(shape, NO_EXPIRY, dtype=np.int32)
+            if value is None or value.reshape(rows, -1).shape != shape:
+                raise RequestError(f"{name} must be given, with the same length as retention_token_range_starts")
+            arrays[name] = value.reshape(rows, -1).astype(np.int32)
+        for r in range(rows):
+            ranges = [tuple(int(arrays[name][r, k]) for name in RETENTION) for k in range(shape[1])]
+            try:
+                check_retention_ranges(ranges)  # type: ignore[arg-type]
+            except RetentionError as exc:
+                where = f" (row {r})" if rows > 1 else ""
+                raise RequestError(f"retention ranges{where} {[(s, e) for s, e, _, _ in ranges]}: {exc} TensorRT-LLM "
+                                   "needs ranges that do not overlap, an end of -1 only on the last range by start, "
+                                   f"and priorities {MIN_PRIORITY}-{MAX_PRIORITY}") from None
+        return arrays
+
+
+# ------------------------------------------------------------------ the system turn of a chat-templated prompt
+# Clients of Triton's OpenAI frontend (and most others) send one chat-templated `text_input`, not a separate
+# `system_prompt`. Where the tokenizer's chat template puts the system message first and closes it with a
+# special token, the system turn is found in the text itself, so the recipe's `system_prompt` rule applies to
+# that traffic too.
+_SYSTEM, _USERS, _ASSISTANT = "SYSTEMSENTINEL7d1f", ("USERSENTINEL3c9e", "USERSENTINEL51b0"), "ASSISTANTSENTINELa04d"
+
+
+@dataclass(frozen=True)
+class SystemTurn:
+    """How this tokenizer's chat template writes a system turn: fixed text before the content, and the text
+    that closes the turn (it contains a special token, so a user's text cannot be mistaken for it)."""
+
+    head: str
+    close: str
+
+    def end(self, text: str) -> int:
+        """Offset just past the system turn of a chat-templated prompt; 0 when it has none or an empty one."""
+        if not text.startswith(self.head):
+            return 0
+        at = text.find(self.close, len(self.head))
+        return at + len(self.close) if at > len(self.head) else 0
+
+
+def find_system_turn(tokenizer: Any) -> tuple[SystemTurn | None, str]:
+    """Derive the system turn from the tokenizer's chat template, rendered with sentinel messages."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None, "the tokenizer has no chat template"
+
+    def render(messages: list[dict[str, str]]) -> str:
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False))
+
+    system = {"role": "system", "content": _SYSTEM}
+    try:
+        one = render([system, {"role": "user", "content": _USERS[0]}])
+        multi = render([system, {"role": "user", "content": _USERS[1]},
+                        {"role": "assistant", "content": _ASSISTANT}, {"role": "user", "content": _USERS[0]}])
+    except Exception as exc:  # a template that refuses system messages, or needs other variables
+        return None, f"the chat template does not render a system message ({type(exc).__name__}: {exc})"
+    if one.count(_SYSTEM) != 1 or multi.count(_SYSTEM) != 1 or _USERS[0] not in one:
+        return None, "the chat template does not render the system message exactly once"
+    head = one[:one.index(_SYSTEM)]
+    if multi[:multi.index(_SYSTEM)] != head or _USERS[0] in head:
+        return None, "the chat template does not keep the system message first (e.g. it folds it into the last user turn)"
+    between = one[one.index(_SYSTEM) + len(_SYSTEM):one.index(_USERS[0])]
+    try:
+        alone = render([system])
+        after = alone[alone.index(_SYSTEM) + len(_SYSTEM):] if alone.startswith(head + _SYSTEM) else between
+    except Exception:
+        after = between
+    close = between[:len(os.path.commonprefix([between, after]))]
+    specials = [s for s in getattr(tokenizer, "all_special_tokens", []) if s and s in close]
+    if not specials:
+        return None, (f"the system turn ends with {close!r}, which holds no special token: it cannot be told "
+                      "from text a user might write")
+    return SystemTurn(head=head, close=close), f"system turn: {head!r} <system message> {close!r}"

@@ -11,7 +11,8 @@ What it does:
   chunks of a stream join to exactly the non-streamed text (leading spaces stay); with one
   incremental UTF-8 decoder per stream (`TextCodec.stream()`), a character split across tokens is
   emitted whole once its last byte arrives;
-- computes the KV-cache retention ranges from the recipe's rules.
+- computes the KV-cache retention ranges from the recipe's rules, and checks ranges the way TensorRT-LLM's
+  executor does (a port of its validation, so a bad request is a clear error, not an executor exception).
 """
 
 from __future__ import annotations
@@ -238,6 +239,48 @@ def split_words(value: np.ndarray | None) -> list[list[str]]:
 
 
 # ------------------------------------------------------------------------------------ KV retention
+# What TensorRT-LLM's executor accepts (the kv_retention contract fixture, derived from
+# cpp/tensorrt_llm/executor/kvCacheRetentionConfig.cpp, executor.h and the backend's utils.cc; the tests
+# check these constants and check_retention_ranges against it).
+NO_END = -1                 # kRetentionNoRangeEnd: the range runs to the end of the sequence
+NO_EXPIRY = -1              # kRetentionNoExpirationTime: the priority never decays
+MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 100, 35
+RETENTION_ERRORS = {
+    "priority": "Invalid priority value. Must be between 0 and 100",
+    "open_end_not_last": "Invalid use of end indicator.",
+    "negative_start": "Token indices must be non-negative.",
+    "empty_range": "Range must have a positive, non-zero length.",
+    "overlap": "Token ranges must be non-overlapping.",
+}
+
+Range = tuple[int, int, int, int]
+"""(start, end, priority, duration_ms) as the retention_* tensors carry them (end / duration -1 = none)."""
+
+
+class RetentionError(ValueError):
+    """Ranges the executor would refuse; the message is the executor's own."""
+
+
+def check_retention_ranges(ranges: list[Range]) -> None:
+    """A port of the executor's validation: TokenRangeRetentionConfig's priority check for every range in
+    order, then KvCacheRetentionConfig's constructor (sort by start, then per range: an open end only last,
+    no negative start, positive length, no overlap with the next range)."""
+    for _, _, priority, _ in ranges:
+        if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise RetentionError(RETENTION_ERRORS["priority"])
+    ordered = sorted(ranges, key=lambda r: r[0])
+    last = len(ordered) - 1
+    for i, (start, end, _, _) in enumerate(ordered):
+        if end == NO_END and i != last:
+            raise RetentionError(RETENTION_ERRORS["open_end_not_last"])
+        if start < 0:
+            raise RetentionError(RETENTION_ERRORS["negative_start"])
+        if end != NO_END and start >= end:
+            raise RetentionError(RETENTION_ERRORS["empty_range"])
+        if i != last and end > ordered[i + 1][0]:
+            raise RetentionError(RETENTION_ERRORS["overlap"])
+
+
 def parse_retention(value: str) -> dict[str, Any]:
     """The `kv_retention` parameter: JSON with `rules`, `decode_priority`, `decode_duration_ms`."""
     data = json.loads(value) if value.strip() else {}
@@ -245,21 +288,63 @@ def parse_retention(value: str) -> dict[str, Any]:
             "decode_duration_ms": data.get("decode_duration_ms")}
 
 
-def retention_ranges(rules: list[dict[str, Any]], *, system_len: int, prompt_len: int) -> list[tuple[int, int, int, int]]:
-    """Rules → (start, end, priority, duration_ms); end -1 = to the end, duration -1 = no expiry."""
-    out = []
+def _rule_span(tokens: Any, system_len: int, prompt_len: int) -> tuple[int, float] | None:
+    if tokens == "system_prompt":
+        return (0, system_len) if system_len > 0 else None
+    if tokens == "prompt":
+        return 0, prompt_len
+    end = tokens.get("end")
+    return int(tokens["start"]), float("inf") if end is None else int(end)
+
+
+def retention_ranges(rules: list[dict[str, Any]], *, system_len: int, prompt_len: int) -> list[Range]:
+    """The recipe's rules → the ranges of one prompt, as the executor accepts them.
+
+    Earlier rules win: each rule claims only the tokens no earlier rule claimed. The result is sorted, never
+    overlaps, merges touching pieces of equal priority and duration, and leaves out pieces starting at or
+    after the prompt's end (the executor gives range priorities to the prompt's blocks only). A piece that
+    runs to the end of the sequence keeps end -1 and is necessarily the last one.
+    """
+    free: list[tuple[float, float]] = [(0, float("inf"))]
+    pieces: list[tuple[int, float, int, int]] = []
     for rule in rules:
-        tokens = rule["tokens"]
-        if tokens == "system_prompt":
-            if system_len <= 0:
-                continue
-            start, end = 0, system_len
-        elif tokens == "prompt":
-            start, end = 0, prompt_len
-        else:
-            start, end = int(tokens["start"]), (-1 if tokens.get("end") is None else int(tokens["end"]))
-            if start >= prompt_len and end != -1:
-                continue
+        span = _rule_span(rule["tokens"], system_len, prompt_len)
+        if span is None:
+            continue
         duration = rule.get("duration_ms")
-        out.append((start, end, int(rule["priority"]), -1 if duration is None else int(duration)))
+        prio, dur = int(rule["priority"]), NO_EXPIRY if duration is None else int(duration)
+        rest: list[tuple[float, float]] = []
+        for lo, hi in free:
+            a, b = max(lo, span[0]), min(hi, span[1])
+            if a >= b:
+                rest.append((lo, hi))
+                continue
+            pieces.append((int(a), b, prio, dur))
+            rest += [(x, y) for x, y in ((lo, a), (b, hi)) if x < y]
+        free = rest
+    merged: list[tuple[int, float, int, int]] = []
+    for start, end, prio, dur in sorted(p for p in pieces if p[0] < prompt_len):
+        if merged and merged[-1][1] == start and merged[-1][2:] == (prio, dur):
+            merged[-1] = (merged[-1][0], end, prio, dur)
+        else:
+            merged.append((start, end, prio, dur))
+    return [(s, NO_END if e == float("inf") else int(e), p, d) for s, e, p, d in merged]
+
+
+def pad_retention_rows(rows: list[list[Range]], prompt_lens: list[int]) -> list[list[Range]]:
+    """Rows of one request padded to one width (the backend slices every row at the same width and hands
+    each row's ranges to the executor as they are). Padding ranges start at or after the prompt's end and
+    after every real range, so they are valid and no block ever takes their priority; a row ending in an
+    open range has it closed at the prompt's end first (the same blocks, so the same priorities)."""
+    width = max((len(r) for r in rows), default=0)
+    out = []
+    for ranges, n in zip(rows, prompt_lens):
+        row = list(ranges)
+        if len(row) < width:
+            if row and row[-1][1] == NO_END:
+                start, _, prio, dur = row[-1]
+                row[-1] = (start, max(n, start + 1), prio, dur)
+            at = max([n] + [end for _, end, _, _ in row])
+            row += [(at + k, at + k + 1, DEFAULT_PRIORITY, NO_EXPIRY) for k in range(width - len(row))]
+        out.append(row)
     return out

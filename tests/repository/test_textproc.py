@@ -92,7 +92,7 @@ def test_retention_ranges_follow_the_rules_in_order() -> None:
     text, _ = text_lib()
     rules = [{"tokens": "system_prompt", "priority": 90, "duration_ms": 600000},
              {"tokens": {"start": 0, "end": None}, "priority": 10, "duration_ms": None}]
-    assert text.retention_ranges(rules, system_len=12, prompt_len=40) == [(0, 12, 90, 600000), (0, -1, 10, -1)]
+    assert text.retention_ranges(rules, system_len=12, prompt_len=40) == [(0, 12, 90, 600000), (12, -1, 10, -1)]
     assert text.retention_ranges(rules, system_len=0, prompt_len=40) == [(0, -1, 10, -1)]
 
 
