@@ -157,3 +157,23 @@ def _with_quant(text: str, weights: str, kv: str) -> str:
     data["quantization"] = {**(data.get("quantization") or {}), "weights": weights, "kv_cache": kv}
     data.pop("targets", None)
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def test_every_emitted_build_flag_exists_and_no_plugin_the_sm_refuses_is_enabled():
+    from trtbuild.stages.engine_command import build_command
+
+    flags = trtllm.build_flags()
+    for recipe, gpu in TARGETS:
+        plan = _plan(recipe, gpu)
+        if plan.target["reference"]:
+            continue
+        argv = build_command(plan, Path("/ck"), Path("/out"), timing_cache=None)
+        given = {a: argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else None
+                 for i, a in enumerate(argv) if a.startswith("--")}
+        for flag, value in given.items():
+            spec = flags[flag]
+            assert "alias_of" not in spec and "deprecated" not in spec, (recipe, gpu, flag)
+            if spec.get("choices") and value is not None:
+                assert value in spec["choices"], (recipe, gpu, flag, value)
+        for plugin in trtllm.plugins_refused_on(plan.target["sm"]):
+            assert given.get("--" + plugin) in (None, "disable"), (recipe, gpu, plugin)

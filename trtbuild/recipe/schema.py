@@ -172,7 +172,7 @@ class BuildSettings(Section):
     gather_context_logits: bool = False
     """Keep context logits (needed to return prompt logits)."""
     strip_plan: bool = False
-    """Weight-stripped engine, refitted later."""
+    """Not supported: a weight-stripped engine must be refitted (trtllm-refit) and trtbuild has no refit stage; the plan refuses it (rule build.strip_plan)."""
     weight_streaming: bool = False
     """Allow weights streamed from host memory at run time (runtime.gpu_weights_percent)."""
     timing_cache: bool = True
@@ -197,7 +197,7 @@ class TokenRange(Section):
 
 class RetentionRule(Section):
     tokens: Literal["system_prompt", "prompt"] | TokenRange
-    """Which tokens: `system_prompt` (the request's system prompt), `prompt` (the whole prompt) or {start, end}."""
+    """Which tokens: `system_prompt` (the request's system prompt, or the system turn of a chat-templated prompt), `prompt` (the whole prompt) or {start, end}."""
     priority: int = Field(ge=0, le=100)
     """Retention priority 0–100; lower is evicted first (TensorRT-LLM default 35)."""
     duration: DurationMs | None = None
