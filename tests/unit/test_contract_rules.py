@@ -140,3 +140,14 @@ def test_retention_rules_that_can_never_apply(tmp_path, rules, findings):
     assert got == findings, [d.format() for d in plan.diagnostics]
     assert all(d.path.startswith("runtime.kv_cache.retention.rules.") for d in plan.diagnostics
                if d.rule in ("kv.retention.range", "kv.retention.shadowed"))
+
+
+def test_weights_and_kv_cache_refused_together_are_two_findings(tmp_path):
+    plan = _plan(tmp_path, "llama-3.1-8b-instruct", "gb300",
+                 "dtype: bfloat16\nquantization: {weights: int8_sq, kv_cache: int8}\n"
+                 "runtime: {kv_cache: {reuse: false}}\n")
+    found = {d.path: d.message for d in _errors(plan, "quant.builder_refusal")}
+    assert set(found) == {"quantization.weights", "quantization.kv_cache"}
+    assert "SmoothQuant is not supported on SM>=100." in found["quantization.weights"]
+    assert "has_int8_kv_cache" in found["quantization.kv_cache"] and "quantization.kv_cache: fp8" in \
+        found["quantization.kv_cache"]

@@ -15,18 +15,25 @@ _FUNC_HEAD = re.compile(r"^(?!namespace\b|using\b|template\b|return\b)[A-Za-z_][
                         re.MULTILINE)
 
 
+def _past_literal(text: str, i: int) -> int | None:
+    """The offset after the string or char literal starting at ``i``; None when none starts there."""
+    if text[i] == '"':
+        m = _STRING.match(text, i)
+        return m.end() if m else i + 1
+    if text[i] == "'":
+        j = text.find("'", i + 2 if text[i + 1:i + 2] == "\\" else i + 1)
+        return j + 1 if j != -1 else i + 1
+    return None
+
+
 def blank_comments(text: str) -> str:
     """``text`` with ``//`` and ``/* */`` comments replaced by spaces (newlines kept), literals untouched."""
     out = list(text)
     i, n = 0, len(text)
     while i < n:
-        ch = text[i]
-        if ch == '"':
-            m = _STRING.match(text, i)
-            i = m.end() if m else i + 1
-        elif ch == "'" and i + 2 < n:
-            j = text.find("'", i + 1 if text[i + 1] != "\\" else i + 2)
-            i = j + 1 if j != -1 else i + 1
+        past = _past_literal(text, i)
+        if past is not None:
+            i = past
         elif text.startswith("//", i):
             j = text.find("\n", i)
             j = n if j == -1 else j
@@ -76,15 +83,11 @@ class CppSource:
         text, stack, blocks = self.text, [], []
         i, n = 0, len(text)
         while i < n:
+            past = _past_literal(text, i)
+            if past is not None:
+                i = past
+                continue
             ch = text[i]
-            if ch == '"':
-                m = _STRING.match(text, i)
-                i = m.end() if m else i + 1
-                continue
-            if ch == "'":
-                j = text.find("'", i + 2 if text[i + 1:i + 2] == "\\" else i + 1)
-                i = j + 1 if j != -1 else i + 1
-                continue
             if ch == "{":
                 stack.append(i)
             elif ch == "}" and stack:

@@ -30,24 +30,28 @@ def buildable_weights(gpu: GpuSpec, kv_cache: str = "none") -> list[str]:
 
 def rule_builder_refusal(c: RuleContext) -> list[Finding]:
     q, g = c.recipe.quantization, c.gpu
-    refusal = builder_refuses(g, q.weights, q.kv_cache)
-    if refusal is None:
+    combined = builder_refuses(g, q.weights, q.kv_cache)
+    if combined is None:
         return []
-    kv_alone = builder_refuses(g, "none", q.kv_cache) is not None
-    weights_alone = builder_refuses(g, q.weights, "none") is not None
-    what, path = (f"{q.kv_cache} KV cache", "quantization.kv_cache") if kv_alone and not weights_alone else (
-        f"{q.weights} weights", "quantization.weights")
-    if path == "quantization.kv_cache":
-        kvs = [k for k in ("fp8", "none") if g.supports_kv(k) and builder_refuses(g, q.weights, k) is None]
-        hint = " or ".join(f"quantization.kv_cache: {k}" for k in kvs)
-    else:
-        options = [w for w in buildable_weights(g, q.kv_cache) if w in c.arch.weight_formats and w != "none"]
-        hint = " or ".join(f"quantization.weights: {w}" for w in options) or "quantization.weights: none"
-    return [Finding("quant.builder_refusal", "error",
-                    f"trtllm-build refuses {what} on {g.name} (SM {g.sm}): its builder raises "
-                    f"{refusal.error}(\"{refusal.message}\") for SM {refusal.sm_min}-{refusal.sm_max} when "
-                    f"QuantMode.{refusal.why}() ({refusal.source}); try {hint} in a targets: {g.key} override",
-                    path)]
+    parts = [(f"{q.weights} weights", "quantization.weights", builder_refuses(g, q.weights, "none")),
+             (f"{q.kv_cache} KV cache", "quantization.kv_cache", builder_refuses(g, "none", q.kv_cache))]
+    refused = [(what, path, r) for what, path, r in parts if r is not None] or \
+        [(f"{q.weights} weights with a {q.kv_cache} KV cache", "quantization.weights", combined)]
+    out = []
+    for what, path, refusal in refused:
+        if path == "quantization.kv_cache":
+            kvs = [k for k in ("fp8", "none") if g.supports_kv(k) and builder_refuses(g, "none", k) is None]
+            hint = " or ".join(f"quantization.kv_cache: {k}" for k in kvs)
+        else:
+            options = [w for w in buildable_weights(g) if w in c.arch.weight_formats and w != "none"]
+            hint = " or ".join(f"quantization.weights: {w}" for w in options) or "quantization.weights: none"
+        assert refusal is not None
+        out.append(Finding("quant.builder_refusal", "error",
+                           f"trtllm-build refuses {what} on {g.name} (SM {g.sm}): its builder raises "
+                           f"{refusal.error}(\"{refusal.message}\") for SM {refusal.sm_min}-{refusal.sm_max} when "
+                           f"QuantMode.{refusal.why}() ({refusal.source}); try {hint} in a targets: {g.key} "
+                           "override", path))
+    return out
 
 
 def rule_gemm_plugin_rewrite(c: RuleContext) -> list[Finding]:
