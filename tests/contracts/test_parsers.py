@@ -507,3 +507,16 @@ def test_every_shipped_fixture_names_its_sources():
         for s in fx.sources:
             assert s.repo == "NVIDIA/TensorRT-LLM"
             assert (s.commit and len(s.commit) == 40) or s.note, f"{name}: {s.path} has neither commit nor note"
+
+
+def test_every_json_file_of_a_release_loads():
+    """The loader is generic: fixtures other parts of trtbuild add to the release directory load too."""
+    from trtbuild.contracts import fixture_names
+
+    names = fixture_names()
+    assert set(SPECS) <= set(names)
+    for name in names:
+        fx = load_fixture(name)
+        assert fx.contract and isinstance(fx.data, dict) and fx.path.name == f"{name}.json"
+    with pytest.raises(FileNotFoundError, match="no contract fixture 'nope'"):
+        load_fixture("nope")
