@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from trtbuild.errors import UsageError
 from trtbuild.fsutil import sha256_file, staged_dir
@@ -79,8 +80,8 @@ def write_smollm2(out_dir: Path, *, dtype: str = "bfloat16", gguf: Path | None =
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=getattr(torch, dtype))
+    tokenizer: Any = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)  # type: ignore[no-untyped-call]
+    model: Any = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=getattr(torch, dtype))
     tokenizer.eos_token = EOS_TOKEN
     tokenizer.pad_token = EOS_TOKEN
     model.generation_config.eos_token_id = EOS_ID
