@@ -79,7 +79,8 @@ class TritonPythonModel:
             lookahead=params.get("decoding_mode") == "lookahead")
         logits_dtype = np.float32 if params.get("reference_logits_dtype", "float32") == "float32" else np.float16
         self.generator = Generator(model, torch, logits_dtype=logits_dtype, vocab_size=vocab,
-                                   tokens_per_block=int(params.get("reference_tokens_per_block") or 32))
+                                   tokens_per_block=int(params.get("reference_tokens_per_block") or 32),
+                                   cancel_check_ms=int(params.get("cancellation_check_period_ms") or 100))
         self.ids = itertools.count(1)  # executor request ids (Executor::Impl::generateReqId)
         self.active: dict[str, list[Seq]] = {}  # Triton request id -> its sequences (for `stop`)
         self.lock = threading.Lock()
@@ -135,7 +136,7 @@ class TritonPythonModel:
             for warning in req.warnings:
                 pb_utils.Logger.log_warn(f"tensorrt_llm (CPU reference): {warning}")
             children = [Seq(req, k, request_id, arrival) for k in range(req.sampling.sub_requests)]
-            for k in range(1, len(children)):
+            for _ in children[1:]:
                 next(self.ids)  # child request ids (executorImpl.cpp enqueueRequests)
             req.remaining = len(children)
             for s in children:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-
-CANCEL_CHECK_NS = 100_000_000  # cancellation_check_period_ms default (model_instance_state.cc:820)
 
 
 class Seq:
@@ -37,6 +36,7 @@ class Seq:
         self.owner: Any = None               # the Triton request's bookkeeping (model.py)
         self.counts: Any = None              # token counts for the penalties (torch, lazily)
         self.generator: Any = None
+        self.top_p: float | None = None      # the decayed top_p (runtime_top_p_decay)
 
     @property
     def prompt(self) -> list[int]:
@@ -47,8 +47,10 @@ Emit = Callable[[Seq, dict, bool], None]
 
 
 class Generator:
-    def __init__(self, model: Any, torch: Any, *, logits_dtype: Any, tokens_per_block: int, vocab_size: int) -> None:
+    def __init__(self, model: Any, torch: Any, *, logits_dtype: Any, tokens_per_block: int, vocab_size: int,
+                 cancel_check_ms: int = 100) -> None:
         self.model, self.torch = model, torch
+        self.cancel_check_ns = max(1, cancel_check_ms) * 1_000_000
         self.logits_dtype, self.tokens_per_block, self.vocab = logits_dtype, tokens_per_block, vocab_size
         self.keep_arg = True  # models that take logits_to_keep compute one row of logits per step
 
@@ -162,7 +164,7 @@ class Generator:
         last, next_pos = out.logits[:, -1, :], pos[:, -1] + 1
         active, checked = list(seqs), time.monotonic_ns()
         while True:
-            if time.monotonic_ns() - checked >= CANCEL_CHECK_NS:
+            if time.monotonic_ns() - checked >= self.cancel_check_ns:  # cancellation_check_period_ms
                 poll_cancel(active)
                 checked = time.monotonic_ns()
             plain = torch.argmax(last, dim=-1).tolist()
@@ -232,10 +234,7 @@ class Generator:
             if req.return_generation_logits:
                 s.gen_logits.append(x.numpy().copy())
             x = self._process(s, x, end)
-            if greedy:
-                tok = int(torch.argmax(x))
-            else:
-                tok = self._sample(s, x)
+            tok = int(torch.argmax(x)) if greedy else self._sample(s, x)
             if req.return_log_probs and tok != end:
                 s.log_probs[0].append(float(torch.log_softmax(x, dim=-1)[tok]))
         return None if tok == end else tok
@@ -271,12 +270,17 @@ class Generator:
         if sp.top_k and sp.top_k > 1:
             values, _ = torch.topk(x, min(sp.top_k, x.shape[-1]))
             x = torch.where(x < values[-1], torch.full_like(x, -math.inf), x)
-        if sp.top_p is not None and sp.top_p < 1.0:
+        top_p = sp.top_p if s.top_p is None else s.top_p
+        if top_p is not None and top_p < 1.0:
             probs, order = torch.sort(torch.softmax(x, dim=-1), descending=True)
-            drop = (probs.cumsum(-1) - probs) >= sp.top_p
+            drop = (probs.cumsum(-1) - probs) >= top_p
             x = x.clone()
             x[order[drop]] = -math.inf
-        return int(torch.multinomial(torch.softmax(x, dim=-1), 1, generator=s.generator))
+        tok = int(torch.multinomial(torch.softmax(x, dim=-1), 1, generator=s.generator))
+        if top_p is not None and sp.top_p_decay is not None:  # runtime_top_p_decay / _min / _reset_ids
+            floor = 1e-6 if sp.top_p_min is None else sp.top_p_min
+            s.top_p = sp.top_p if tok == sp.top_p_reset_ids else max(top_p * sp.top_p_decay, floor)
+        return tok
 
     # ------------------------------------------------------------------------------- beam search
     def _beam_search(self, s: Seq, emit: Emit) -> None:

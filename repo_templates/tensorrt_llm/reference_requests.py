@@ -52,6 +52,9 @@ class Sampling:
     beam_width: int = 1
     top_k: int | None = None
     top_p: float | None = None
+    top_p_min: float | None = None
+    top_p_decay: float | None = None
+    top_p_reset_ids: int | None = None
     temperature: float | None = None
     min_tokens: int | None = None
     repetition_penalty: float | None = None
@@ -202,13 +205,14 @@ def sampling_from(t: dict[str, np.ndarray]) -> Sampling:
     s.presence_penalty, s.frequency_penalty = _one(t, "presence_penalty", float), _one(t, "frequency_penalty", float)
     s.early_stopping = _one(t, "early_stopping")
     s.seed = _one(t, "seed") or 0
+    s.top_p_min, s.top_p_decay, s.top_p_reset_ids = top_p_min, top_p_decay, top_p_reset
     s.num_return_sequences = _one(t, "num_return_sequences")
     checks = [  # samplingConfig.cpp check* functions, constructor order; (condition that must hold, text)
         (s.beam_width > 0, "beamWidth > 0 && beamWidth <= static_cast<SizeType32 const>"
                            "(tensorrt_llm::kernels::kMaxBeamWidth)", "beam_width", s.beam_width),
         (s.top_k is None or s.top_k >= 0, "topK.value() >= 0", "runtime_top_k", s.top_k),
         (s.top_p is None or s.top_p <= 1, "topP.value() <= 1.f", "runtime_top_p", s.top_p),
-        (top_p_min is None or 0 <= top_p_min, "topPMin.value() >= 0.f", "runtime_top_p_min", top_p_min),
+        (top_p_min is None or top_p_min >= 0, "topPMin.value() >= 0.f", "runtime_top_p_min", top_p_min),
         (top_p_min is None or top_p_min <= 1, "topPMin.value() <= 1.f", "runtime_top_p_min", top_p_min),
         (top_p_reset is None or top_p_reset >= 0, "topPResetIds.value() >= 0", "runtime_top_p_reset_ids", top_p_reset),
         (top_p_decay is None or top_p_decay > 0, "topPDecay.value() > 0.f", "runtime_top_p_decay", top_p_decay),
