@@ -190,12 +190,13 @@ class Generator:
     def _after_step(self, s: Seq, tok: int | None, emit: Emit) -> None:
         """Record the step's outcome and send what the executor would send for it."""
         req, now = s.req, time.monotonic_ns()
+        if not s.cancelled:
+            s.times["first"] = s.times["first"] or now
+            s.times["last"] = now
         if tok is None:  # cancelled, or the end id: the end token is never part of the output
             s.done = True
         else:
             s.tokens.append(tok)
-            s.times["first"] = s.times["first"] or now
-            s.times["last"] = now
             if s.counts is not None:
                 s.counts[tok] += 1
             s.done = len(s.tokens) >= req.max_new or self._stopped(s)

@@ -61,6 +61,29 @@ def tensors(prompt: list[int] | list[list[int]], max_new: int, lengths: list[int
     return out
 
 
+CONTEXT = {"vocab_size": 512, "max_input_len": 64, "max_input_len_plus_one": 65, "max_beam_width": 2,
+           "max_beam_width_plus_one": 3, "max_seq_len": 512}
+"""The tiny model's vocabulary and the test recipe's limits, for the fixture's "{...}" placeholders."""
+
+
+def case_tensors(case: dict[str, Any], prompt: list[int]) -> dict[str, np.ndarray]:
+    """The inputs of one backend_semantics.json validation case (placeholders filled from CONTEXT)."""
+    def fill(value: Any) -> Any:
+        return int(value.format(**CONTEXT)) if isinstance(value, str) and value.startswith("{") else value
+
+    params: dict[str, Any] = {}
+    for name, value in case["inputs"].items():
+        if name == "input_ids":
+            prompt = list(range(1, fill(value) + 1))
+        elif isinstance(value, list):
+            params[name] = np.array(value, dtype=np.int32)
+        elif isinstance(value, str) and not value.startswith("{"):
+            params[name] = np.array([[value.encode()]], dtype=object)
+        else:
+            params[name] = fill(value)
+    return tensors(prompt, params.pop("request_output_len", 4), **params)
+
+
 def _input(name: str, arr: np.ndarray) -> Any:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import np_to_triton_dtype

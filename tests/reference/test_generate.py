@@ -124,8 +124,9 @@ def test_stop_words_stay_in_the_output_and_min_tokens_bans_the_end_id(tiny) -> N
     stop = np.array([[word + [2, -1]]], dtype=np.int32)  # one 2-token word, offsets [2, -1]
     [[stopped]] = tiny(tensors(PROMPT, 8, stop_words_list=stop))
     assert ids_of(stopped) == toks[: toks.index(word[0], 2) + 2]
+    [[ended]] = tiny(tensors(PROMPT, 8, end_id=toks[0]))
     [[held]] = tiny(tensors(PROMPT, 8, end_id=toks[0], min_tokens=3))
-    assert ids_of(held)[0] != toks[0] or len(ids_of(held)) >= 3
+    assert ids_of(ended) == [] and len(ids_of(held)) >= 3 and toks[0] not in ids_of(held)[:3]
 
 
 def test_a_batched_wave_decodes_like_one_request_at_a_time(tiny) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .helpers import tensors
+from .helpers import CONTEXT, case_tensors, tensors
 
-VOCAB = 512
+VOCAB = CONTEXT["vocab_size"]
 
 
 @pytest.fixture(scope="module")
@@ -24,35 +24,12 @@ def limits(rq, **kw):
     return rq.Limits(**{**base, **kw})
 
 
-def _fill(value, ctx):
-    return int(value.format(**ctx)) if isinstance(value, str) and value.startswith("{") else value
-
-
-def _case_inputs(case, ctx):
-    prompt, params = [5, 6, 7], {}
-    for name, value in case["inputs"].items():
-        if name == "input_ids":
-            prompt = list(range(1, _fill(value, ctx) + 1))
-        elif isinstance(value, list):
-            params[name] = np.array(value, dtype=np.int32)
-        elif isinstance(value, str) and not value.startswith("{"):
-            params[name] = np.array([[value.encode()]], dtype=object)
-        else:
-            params[name] = _fill(value, ctx)
-    max_new = params.pop("request_output_len", 4)
-    return tensors(prompt, max_new, **params)
-
-
-CTX = {"vocab_size": VOCAB, "max_input_len": 64, "max_input_len_plus_one": 65, "max_beam_width": 2,
-       "max_beam_width_plus_one": 3, "max_seq_len": 512}
-
-
 def test_every_fixture_validation_case_gets_the_fixtures_message(rq, semantics) -> None:
     """samplingConfig.cpp checks, utils.cc word lists and retention, LlmRequest::validate, fetchNewRequests."""
     lim = limits(rq)
     for case in semantics["validation"]:
-        expected = case["message"].format(**CTX)
-        inputs = _case_inputs(case, CTX)
+        expected = case["message"].format(**CONTEXT)
+        inputs = case_tensors(case, [5, 6, 7])
         if case["stage"] == "enqueue":
             with pytest.raises(rq.EnqueueError) as err:
                 rq.make_requests(inputs, lim)

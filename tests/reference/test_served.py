@@ -10,16 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from .helpers import Stream, ask, tensors, tokens
+from .helpers import CONTEXT, Stream, ask, case_tensors, tensors, tokens
 
 pytestmark = pytest.mark.slow
 
 PROMPT = [1, 44, 438, 83, 490]
-VOCAB = 512
-
-
-def _fill(value, ctx):
-    return int(value.format(**ctx)) if isinstance(value, str) and value.startswith("{") else value
+VOCAB = CONTEXT["vocab_size"]
 
 
 def test_prompt_is_never_streamed_and_counts_are_per_response(ref_server) -> None:
@@ -121,25 +117,13 @@ def test_context_logits_in_every_streamed_response(ref_server) -> None:
 
 def test_every_executor_check_answers_with_the_backends_message(ref_server, semantics) -> None:
     """The fixture's validation cases, served: one final error, the upstream text, no traceback or path."""
-    ctx = {"vocab_size": VOCAB, "max_input_len": 64, "max_input_len_plus_one": 65, "max_beam_width": 2,
-           "max_beam_width_plus_one": 3, "max_seq_len": 512}
     engine = {"gather_context_logits": True}  # this recipe's build
     cases = [c for c in semantics["validation"]
              if c.get("served", True) and all(engine.get(k) == v for k, v in c.get("engine", {}).items())]
     for case in cases:
-        prompt, params = PROMPT, {}
-        for name, value in case["inputs"].items():
-            if name == "input_ids":
-                prompt = list(range(1, _fill(value, ctx) + 1))
-            elif isinstance(value, list):
-                params[name] = np.array(value, dtype=np.int32)
-            elif isinstance(value, str) and not value.startswith("{"):
-                params[name] = np.array([[value.encode()]], dtype=object)
-            else:
-                params[name] = _fill(value, ctx)
-        got = ask(ref_server, tensors(prompt, params.pop("request_output_len", 4), **params))
+        got = ask(ref_server, case_tensors(case, PROMPT))
         assert len(got) == 1 and got[0].final and got[0].error, case["id"]
-        message = case["message"].format(**ctx)
+        message = case["message"].format(**CONTEXT)
         if case["stage"] == "enqueue":
             assert message in got[0].error, (case["id"], got[0].error)
         else:
