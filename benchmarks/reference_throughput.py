@@ -7,7 +7,8 @@ Renders the tiny demo model's reference repository, starts the real tritonserver
 each (end_id -1, so every request generates exactly that many), one at a time and then all at once,
 non-streamed and streamed, over gRPC streaming. `--model-py` swaps in another model.py (e.g. the previous
 reference: `git show 3faa2e3:repo_templates/tensorrt_llm/model.py > /tmp/old.py`) for comparison.
-Prints a markdown table. Client and server share this machine's cores.
+Prints a markdown table. Client and server share this machine's cores. `--in-process` instead times the
+reference's decoding loop against transformers' `generate` for one request, without Triton (1 thread).
 """
 
 from __future__ import annotations
@@ -87,12 +88,61 @@ def run(url: str, tokens: int, requests: int, stream: bool, concurrent: bool) ->
     return requests * tokens / wall, latencies[len(latencies) // 2] * 1000
 
 
+def in_process(tokens: int, runs: int = 10) -> None:
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from tests.reference.helpers import tensors
+    from trtbuild.demo.tiny_model import make_tiny_model
+    from trtbuild.repository.render import TEMPLATES_DIR
+
+    sys.path.insert(0, str(TEMPLATES_DIR / "tensorrt_llm"))
+    from reference_generate import Generator, Seq
+    from reference_requests import Limits, make_requests, validate
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = AutoModelForCausalLM.from_pretrained(make_tiny_model(Path(tmp) / "m"), dtype=torch.float16)
+    model.eval()
+    model.generation_config = GenerationConfig()
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    limits = Limits(decoupled=True, exclude_input_param=True, max_input_len=128, max_seq_len=256,
+                    max_beam_width=1, vocab_size=vocab)
+    gen = Generator(model, torch, logits_dtype=np.float32, tokens_per_block=32, vocab_size=vocab)
+    prompt = [1] + list(range(40, 52))
+
+    def reference() -> None:
+        (req,) = make_requests(tensors(prompt, tokens, end_id=-1), limits)
+        gen.run([Seq(validate(req, limits), 0, 1, 0)], lambda *a: None, lambda s: None)
+
+    def transformers_generate() -> None:
+        ids = torch.tensor([prompt])
+        with torch.inference_mode():
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens,
+                           do_sample=False, pad_token_id=0)
+
+    print(f"| loop | ms per request of {tokens} tokens (median of {runs}) |\n|---|---:|")
+    for fn in (reference, transformers_generate):
+        fn()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        print(f"| {fn.__name__} | {sorted(times)[runs // 2] * 1000:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--requests", type=int, default=16)
     parser.add_argument("--model-py", type=Path, default=None)
+    parser.add_argument("--in-process", action="store_true")
     args = parser.parse_args()
+    if args.in_process:
+        in_process(args.tokens)
+        return
     from trtbuild.repository.server import TritonServer
 
     with tempfile.TemporaryDirectory() as tmp:
