@@ -143,17 +143,21 @@ class TritonPythonModel:
     def _stream_row(self, job, row, sender, last_row):
         det = self.codec.stream()
         forwarded: dict = {}
+        unsent = 0  # num_output_tokens is per response: each chunk counts the tokens it carries
         for response in self._responses(job, row):
             if response.has_error():
                 raise RequestError(response.error().message())
             ids, _ = self._tokens(response)
             text = det.push(ids[0]) if ids else ""
             forwarded = self._forwarded(response, forwarded)
+            if "num_output_tokens" in forwarded:
+                unsent += int(forwarded["num_output_tokens"].reshape(-1)[0])
             if text:
-                sender.send(self._response([text], forwarded))
+                sender.send(self._response([text], _count(forwarded, unsent)))
+                unsent = 0
             if sender.is_cancelled():
                 break
-        sender.send(self._response([det.finish()], forwarded), flags=FINAL if last_row else 0)
+        sender.send(self._response([det.finish()], _count(forwarded, unsent)), flags=FINAL if last_row else 0)
 
     def _collect_row(self, job, row):
         beams: list[list[int]] = []
@@ -193,3 +197,9 @@ class TritonPythonModel:
         tensors = [pb_utils.Tensor("text_output", np.array([t.encode("utf-8") for t in texts], dtype=object).reshape(1, -1))]
         tensors += [pb_utils.Tensor(name, value) for name, value in forwarded.items()]
         return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
+def _count(forwarded: dict, n: int) -> dict:
+    if "num_output_tokens" not in forwarded:
+        return forwarded
+    return {**forwarded, "num_output_tokens": np.array([[n]], dtype=np.int32)}

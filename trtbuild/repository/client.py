@@ -103,10 +103,12 @@ def _collect(gen: Generation, get: Any) -> None:
     text = get("text_output")
     if text is not None:
         gen.chunks.append(b"".join(x if isinstance(x, bytes) else str(x).encode() for x in text.reshape(-1)[:1]))
-    for name in ("num_input_tokens", "num_output_tokens"):
-        value = get(name)
-        if value is not None:
-            setattr(gen, name, int(value.reshape(-1)[0]))
+    value = get("num_input_tokens")
+    if value is not None:
+        gen.num_input_tokens = int(value.reshape(-1)[0])
+    value = get("num_output_tokens")
+    if value is not None:  # per response (model_instance_state.cc): a stream's total is the sum
+        gen.num_output_tokens = (gen.num_output_tokens or 0) + int(value.reshape(-1)[0])
 
 
 def generate_http(url: str, model: str, payload: dict[str, Any], *, stream: bool = False,
@@ -149,4 +151,7 @@ def _collect_json(gen: Generation, event: dict[str, Any]) -> None:
     for name in ("num_input_tokens", "num_output_tokens"):
         if name in event:
             value = event[name]
-            setattr(gen, name, int(value[0] if isinstance(value, list) else value))
+            count = int(value[0] if isinstance(value, list) else value)
+            # num_output_tokens is per response (model_instance_state.cc): a stream's total is the sum
+            total = (gen.num_output_tokens or 0) + count if name == "num_output_tokens" else count
+            setattr(gen, name, total)

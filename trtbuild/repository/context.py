@@ -216,9 +216,14 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         # Read by the C++ backend without a default (contract: backend_parameters); empty = no guided decoding.
         "guided_tokenizer_dir": "", "guided_decoding_backend": "", "xgrammar_tokenizer_info_path": "",
         "reference_dtype": dtype,
-        "reference_end_id": str(tokenizer.end_ids[0]),
-        "reference_pad_id": str(tokenizer.pad_id),
         "reference_logits_dtype": engine.logits_dtype,
+        # what the executor knows about an engine built from this recipe (the reference copies its checks)
+        "reference_max_input_len": str(engine.max_input_len),
+        "reference_tokens_per_block": str(b.kv_cache.tokens_per_block),
+        "reference_gather_context_logits": _bool(b.gather_context_logits),
+        # the engine stage never passes the deprecated --gather_generation_logits and the 1.2 backend never
+        # sets ExecutorConfig.gatherGenerationLogits: return_generation_logits fails (REFERENCE.md)
+        "reference_gather_generation_logits": "false",
     }
     return RenderContext(
         generator=f"trtbuild {__version__}", recipe_name=s.name, target_name=str(plan.target.get("name")),

@@ -108,7 +108,8 @@ def _render_model_files(env: Any, c: RenderContext) -> dict[str, bytes]:
         files[f"{base}/config.pbtxt"] = env.get_template(f"{model}/config.pbtxt.j2").render(c=c).encode()
         python_model = model in LIB_FILES or (model == "tensorrt_llm" and c.reference)
         if python_model:
-            files[f"{base}/1/model.py"] = (TEMPLATES_DIR / model / "model.py").read_bytes()
+            for source in sorted((TEMPLATES_DIR / model).glob("*.py")):  # model.py + its own modules
+                files[f"{base}/1/{source.name}"] = source.read_bytes()
             for lib in LIB_FILES.get(model, ()):
                 files[f"{base}/1/{lib}"] = (TEMPLATES_DIR / "lib" / lib).read_bytes()
         else:
