@@ -81,6 +81,8 @@ def load_fixture(name: str, release: str = DEFAULT_RELEASE) -> Fixture:
         raise ValueError(f"{path}: a contract fixture is a JSON object")
     data = raw["data"] if isinstance(raw.get("data"), dict) else {k: v for k, v in raw.items() if k not in _KNOWN}
     sources = raw.get("sources") or []
+    if isinstance(sources, dict):  # {"utils.cc": {...}, ...}: named sources
+        sources = [{"name": name, **src} for name, src in sources.items()]
     return Fixture(contract=str(raw.get("contract", name)), release=str(raw.get("release", release)),
                    about=str(raw.get("about", "")), sources=tuple(Source(**s) for s in sources),
                    generated_by=str(raw.get("generated_by", "")), data=data, path=path)
