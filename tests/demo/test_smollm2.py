@@ -18,6 +18,7 @@ def test_checkpoint_is_llama_with_instruct_end_token(smollm2_model: Path) -> Non
     assert config["eos_token_id"] == EOS_ID
     tok = json.loads((smollm2_model / "tokenizer_config.json").read_text())
     assert tok["eos_token"] == "<|im_end|>"
+    assert tok["tokenizer_class"] == "PreTrainedTokenizerFast"  # byte-level BPE, not SentencePiece
     assert "chat_template" in tok or (smollm2_model / "chat_template.jinja").is_file()
     from safetensors import safe_open
 

@@ -8,7 +8,8 @@ and `llama-cpp-python`, are not needed: only the ``.gguf`` file inside is read).
 
 The GGUF metadata names ``<|im_start|>`` as the end-of-sequence token; the instruct model ends a turn
 with ``<|im_end|>`` (id 2), as its generation config and Hugging Face's own tokenizer say, so the
-written tokenizer uses ``<|im_end|>`` for ``eos_token`` and ``pad_token``.
+written tokenizer uses ``<|im_end|>`` for ``eos_token`` and ``pad_token``, and names the class that loads
+tokenizer.json unchanged (see :func:`_pin_tokenizer_class`).
 
 Conversion takes ~35 s on 2 cores; :func:`smollm2_checkpoint` keeps the result in a cache directory
 keyed by the GGUF digest, the dtype and the transformers version, written through a staging directory.
@@ -63,7 +64,7 @@ def smollm2_checkpoint(cache_dir: Path | None = None, *, dtype: str = "bfloat16"
     src = gguf_path()
     import transformers
 
-    key = hashlib.sha256(f"{sha256_file(src)}|{dtype}|{transformers.__version__}|1".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{sha256_file(src)}|{dtype}|{transformers.__version__}|2".encode()).hexdigest()[:16]
     out = (cache_dir or default_cache_dir()) / f"smollm2-135m-instruct-{dtype}-{key}"
     if (out / "config.json").is_file():
         return out
@@ -90,6 +91,7 @@ def write_smollm2(out_dir: Path, *, dtype: str = "bfloat16", gguf: Path | None =
         model.save_pretrained(stage, safe_serialization=True)
         tokenizer.save_pretrained(stage)
         _pin_config(stage / "config.json")
+        _pin_tokenizer_class(stage / "tokenizer_config.json")
     return out_dir
 
 
@@ -99,3 +101,12 @@ def _pin_config(path: Path) -> None:
     config["eos_token_id"] = EOS_ID
     config["pad_token_id"] = EOS_ID
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _pin_tokenizer_class(path: Path) -> None:
+    """The GGUF conversion names ``LlamaTokenizer`` (a SentencePiece class) for what is a byte-level BPE
+    tokenizer; transformers 5 (vLLM's environment) rebuilds such a class's own pipeline and gets wrong ids.
+    ``PreTrainedTokenizerFast`` loads tokenizer.json as it is, in every transformers version."""
+    config = json.loads(path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
