@@ -287,31 +287,38 @@ class TritonPythonModel:
         await asyncio.gather(*(self._serve_row(job) for job in rows))
 
     async def _serve_row(self, job: Job):
+        out = Generated()
         try:
-            out = await self._run(job)
+            await self._run(job, out)
             if job.streaming:
                 job.send(self._response(job, job.stream.finish(), job.unsent, out), True)
             else:
                 job.send(self._response(job, self._text(job, out), len(out.tokens), out), True)
         except asyncio.CancelledError:
-            job.send(_error("request cancelled", getattr(pb_utils.TritonError, "CANCELLED", None)), True)
+            job.send(self._cancelled(job, out), True)
         except RequestError as exc:
             job.send(_error(f"vLLM backend: {exc}"), True)
         except Exception as exc:  # noqa: BLE001 - one failed request must not stop the model
             job.send(_error(f"vLLM backend: {type(exc).__name__}: {exc}"), True)
 
     async def _serve_unary(self, job: Job):
+        out = Generated()
         try:
-            out = await self._run(job)
+            await self._run(job, out)
             return self._response(job, self._text(job, out), len(out.tokens), out)
         except asyncio.CancelledError:
-            return _error("request cancelled", getattr(pb_utils.TritonError, "CANCELLED", None))
+            return self._cancelled(job, out)
         except Exception as exc:  # noqa: BLE001
             return _error(f"vLLM backend: {type(exc).__name__}: {exc}")
 
-    async def _run(self, job: Job) -> Generated:
+    @staticmethod
+    def _cancelled(job: Job, out: Generated):
+        pb_utils.Logger.log_info(f"vLLM backend: request {job.request_id} cancelled by the client after "
+                                 f"{len(out.tokens)} of {job.max_tokens} tokens; aborted in vLLM")
+        return _error("request cancelled", getattr(pb_utils.TritonError, "CANCELLED", None))
+
+    async def _run(self, job: Job, out: Generated) -> None:
         """Generate one row; stream its chunks when asked. Closing vLLM's iterator aborts the request."""
-        out = Generated()
         job.stream, job.unsent = (self.codec.stream() if job.streaming else None), 0
         params = self._sampling_params(output_kind=self._delta, **job.params)
         stream = self.engine.generate(self._tokens_input(job.prompt), params, job.request_id)
@@ -331,7 +338,6 @@ class TritonPythonModel:
         finally:
             self.live.pop(job.request_id, None)
             await stream.aclose()
-        return out
 
     @staticmethod
     def _accept(job: Job, out: Generated, completion) -> list[int]:
