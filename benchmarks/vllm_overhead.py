@@ -34,6 +34,7 @@ PROMPT = "Write a short story about a lighthouse keeper who finds a message in a
 RECIPE = """\
 recipe: 1
 name: vllm-bench
+dtype: float32
 model:
   source: model
 build:

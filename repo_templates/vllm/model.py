@@ -46,11 +46,19 @@ import locale
 import os
 import threading
 import uuid
+from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from trtbuild_prompt import PromptBuilder, RequestError
-from trtbuild_text import TextCodec, model_parameters, parse_bool, parse_word_list, resolve_dir
+from trtbuild_text import (
+    TextCodec,
+    build_token_bytes,
+    model_parameters,
+    parse_bool,
+    parse_word_list,
+    resolve_dir,
+)
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 CANCEL_POLL_S = 0.1
@@ -168,6 +176,34 @@ def _utf8_locale() -> None:
     raise RuntimeError("no UTF-8 locale: start tritonserver with LC_ALL=C.UTF-8 (launch.sh does)")
 
 
+class Codec(TextCodec):
+    """TextCodec, with the tokenizer read the way the other repositories read it.
+
+    transformers >= 5 (vLLM's environment) rebuilds a tokenizer whose tokenizer_config.json names a class
+    with its own pipeline from the vocabulary, ignoring tokenizer.json's pre-tokenizer and decoder; a
+    byte-level BPE labelled `LlamaTokenizer` (the SmolLM2 demo checkpoint) then becomes a Metaspace
+    tokenizer: other ids, other text. transformers 4 (trtbuild's environment: preprocessing,
+    postprocessing, BLS, CPU reference) keeps tokenizer.json's pipeline. When the two disagree, take
+    tokenizer.json as it is (transformers 5's TokenizersBackend), as transformers 4 does.
+    """
+
+    def __init__(self, tokenizer_dir: str, *, add_special_tokens: bool, skip_special_tokens: bool):
+        super().__init__(tokenizer_dir, add_special_tokens=add_special_tokens, skip_special_tokens=skip_special_tokens)
+        path = Path(tokenizer_dir) / "tokenizer.json"
+        backend = getattr(self.tokenizer, "_tokenizer", None)
+        if not path.is_file() or backend is None:
+            return
+        wanted, loaded = json.loads(path.read_text(encoding="utf-8")), json.loads(backend.to_str())
+        if all(wanted.get(k) == loaded.get(k) for k in ("pre_tokenizer", "decoder")):
+            return
+        from transformers import PreTrainedTokenizerFast
+
+        self.tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir, local_files_only=True,
+                                                                 padding_side="left")
+        self._backend = self.tokenizer._tokenizer
+        self.token_bytes = build_token_bytes(self.tokenizer, skip_special_tokens=skip_special_tokens)
+
+
 class TritonPythonModel:
     def initialize(self, args):
         _utf8_locale()
@@ -175,7 +211,7 @@ class TritonPythonModel:
         params = model_parameters(config)
         model_dir = args["model_repository"]
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
-        self.codec = TextCodec(resolve_dir(model_dir, params["tokenizer_dir"]),
+        self.codec = Codec(resolve_dir(model_dir, params["tokenizer_dir"]),
                                add_special_tokens=parse_bool(params["add_special_tokens"], "add_special_tokens"),
                                skip_special_tokens=parse_bool(params["skip_special_tokens"], "skip_special_tokens"))
         self.builder = PromptBuilder(self.codec, params)

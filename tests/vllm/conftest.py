@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from repository.helpers import plan_for, write_tiny_recipe
 from vllm_helpers import VLLM_ENV, VLLM_READY, serve
 
