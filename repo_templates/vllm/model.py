@@ -164,8 +164,9 @@ class Generated:
 
 
 def _utf8_locale() -> None:
-    """Triton's stub starts Python in the C locale whatever LC_ALL says, so files open as ASCII (torch's
-    inductor templates then fail to import): take the environment's locale (launch.sh sets C.UTF-8)."""
+    """Triton's stub starts Python in the C locale whatever LC_ALL (or PYTHONUTF8) says, so files open as
+    ASCII and torch's inductor templates fail to import with vLLM: take the environment's locale
+    (launch.sh and TritonServer(python_env=...) set LC_ALL=C.UTF-8), else C.UTF-8."""
     for name in ("", "C.UTF-8"):
         try:
             locale.setlocale(locale.LC_CTYPE, name)

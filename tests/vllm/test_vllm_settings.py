@@ -115,7 +115,7 @@ def test_rendered_repository(vllm_repo: Path, vllm_plan: Any) -> None:
     assert bls.instance_group[0].count == 1 and bls.model_transaction_policy.decoupled
     for lib in ("model.py", "trtbuild_text.py", "trtbuild_prompt.py"):
         assert (vllm_repo / "models" / "tensorrt_llm_bls" / "1" / lib).is_file()
-    assert "PYTHONUTF8=1" in (vllm_repo / "launch.sh").read_text()
+    assert "LC_ALL=C.UTF-8" in (vllm_repo / "launch.sh").read_text()
 
 
 def test_served_model_imports_nothing_of_trtbuild() -> None:

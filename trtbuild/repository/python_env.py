@@ -4,7 +4,9 @@ The vLLM backend runs in its own virtual environment (vLLM needs transformers >=
 trtbuild's needs < 5). For the stub of Triton 2.51 (nvidia-pytriton) to run models there:
 - the environment's ``bin`` goes first on PATH (the stub imports from the first python it finds);
 - the interpreter's ``sysconfig`` LIBDIR goes on LD_LIBRARY_PATH (the stub links libpython);
-- ``LC_ALL=C.UTF-8`` and ``PYTHONUTF8=1`` (the stub's interpreter otherwise reads files as ASCII);
+- ``LC_ALL=C.UTF-8``: the stub's embedded interpreter starts in the C locale whatever the environment
+  says (PYTHONUTF8 is ignored too), so files open as ASCII; the served model calls
+  ``setlocale(LC_CTYPE, "")``, which takes this (repo_templates/vllm/model.py);
 - the stub must be the one built for that interpreter's Python version.
 """
 
@@ -50,6 +52,5 @@ class PythonEnv:
         if self.libdir:
             env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH", ""), self.libdir) if p)
         env["LC_ALL"] = "C.UTF-8"
-        env["PYTHONUTF8"] = "1"
         env["VIRTUAL_ENV"] = str(self.root)
         return env
