@@ -15,7 +15,6 @@ import base64
 import binascii
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,12 +68,13 @@ def _normalize_server(server: str) -> str:
 
 def run_credential_helper(helper: str, server: str) -> str | None:
     """Run ``docker-credential-<helper> get``; its stdout, or None if absent or failing."""
-    exe = shutil.which(f"docker-credential-{helper}")
+    from trtbuild.toolchain.process import run_child, which
+
+    exe = which(f"docker-credential-{helper}")  # absolute PATH entries only: never one in the current directory
     if exe is None:
         return None
     try:
-        done = subprocess.run([exe, "get"], input=server, capture_output=True, text=True, timeout=30,
-                              check=False)
+        done = run_child([exe, "get"], input=server, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None

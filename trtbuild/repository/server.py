@@ -133,7 +133,11 @@ class TritonServer:
                                                                  env.get("LD_LIBRARY_PATH", "")) if p)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.update(self.extra_env)
-        return env
+        # The Python stubs import from PYTHONPATH and find programs on PATH: an empty or relative entry
+        # would resolve in the repository directory (the server's cwd), so only absolute ones are kept.
+        from trtbuild.toolchain.process import child_environment
+
+        return child_environment(env)
 
     # -------------------------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 180.0) -> TritonServer:
