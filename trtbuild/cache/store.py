@@ -114,10 +114,15 @@ def check_name(stage: str, key: str) -> None:
 
 def cache_write_error(exc: OSError, cache_dir: Path) -> StageError:
     """A cache directory that cannot be written (a file where a directory belongs, permissions, disk full)."""
-    where = exc.filename or cache_dir
-    return StageError("cache", f"cannot write the cache at {cache_dir}: {where}: {exc.strerror or exc}. Fix or "
-                               f"move that path aside (a file where the cache expects a directory means the "
-                               f"cache was damaged), or use another --cache-dir")
+    where = Path(exc.filename or cache_dir)
+    for p in (where, *where.parents):
+        if p.exists() and not p.is_dir():  # what the failure is really about
+            return StageError("cache", f"the cache at {cache_dir} is damaged: {p} is a file where the cache "
+                                       "keeps a directory. Move it aside (or remove it), or use another --cache-dir")
+        if p == cache_dir.parent:
+            break
+    return StageError("cache", f"cannot write the cache at {cache_dir}: {where}: {exc.strerror or exc}. Fix "
+                               "that path, or use another --cache-dir")
 
 
 class Store:
@@ -317,8 +322,13 @@ class Store:
         return self._verify_entry(stage, key, root / DATA_DIR, m)
 
     def verify(self) -> list[Problem]:
-        """Re-hash every file of every entry against its manifest; the problems found, sorted."""
+        """Re-hash every file of every entry against its manifest; the problems found, sorted (a file where
+        the store keeps a directory is one too)."""
         problems: list[Problem] = []
+        misplaced = [self.store_dir] if self.store_dir.exists() and not self.store_dir.is_dir() else (
+            [p for p in self.store_dir.iterdir() if not p.is_dir()] if self.store_dir.is_dir() else [])
+        problems += [Problem(p.name, "", str(p), "unexpected", "a file where the store keeps a directory")
+                     for p in misplaced]
         for stage, key, root in self._entry_roots():
             if not (root / MANIFEST_NAME).exists():
                 continue  # never completed: not an entry (gc removes it)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trtbuild.fsutil import read_regular_file
+
 ENV_USERNAME = "TRTBUILD_REGISTRY_USERNAME"
 ENV_PASSWORD = "TRTBUILD_REGISTRY_PASSWORD"
 TOKEN_USERNAME = "<token>"  # docker's marker for an identity (refresh) token
@@ -119,7 +121,7 @@ def resolve_credentials(registry: str, *, env: Mapping[str, str] | None = None,
         return Credentials(user, secret, source="environment")
     path = docker_config or docker_config_path(env)
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(read_regular_file(path, 16 * 1024 * 1024))
     except (OSError, ValueError):
         return None
     if not isinstance(config, dict):

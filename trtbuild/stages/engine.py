@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from trtbuild.errors import EngineError
-from trtbuild.fsutil import sha256_file, staged_dir, write_atomic
+from trtbuild.fsutil import read_regular_file, sha256_file, staged_dir, write_atomic
 from trtbuild.plan.planner import require_feasible
 from trtbuild.progress import Progress
 from trtbuild.stages.engine_checks import (
@@ -111,7 +111,7 @@ class EngineManifest(_Frozen):
     def load(cls, engine_dir: Path) -> EngineManifest:
         path = Path(engine_dir) / MANIFEST_NAME
         try:
-            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+            return cls.model_validate_json(read_regular_file(path, 64 * 1024 * 1024))
         except (OSError, ValueError) as exc:
             raise EngineError(f"{path}: unreadable engine manifest ({type(exc).__name__}: {exc})") from None
 

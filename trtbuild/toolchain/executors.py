@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trtbuild.errors import ToolchainError
+from trtbuild.fsutil import read_regular_file
 from trtbuild.toolchain.detect import (
     CONTAINER_IMAGE_HINT,
     SUPPORTED_TRTLLM,
@@ -221,7 +222,7 @@ def require_pinned(image: str | None, lock: Mapping[str, str] | None = None) -> 
 def load_image_lock(path: Path) -> dict[str, str]:
     """A lockfile ``{"images": {"name:tag": "sha256:<64 hex>"}}`` (missing file → empty)."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(read_regular_file(Path(path), 16 * 1024 * 1024))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
