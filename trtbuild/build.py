@@ -76,6 +76,9 @@ class TargetReport:
     stages: list[StageReport]
     fingerprint: str
     published: list[str] = field(default_factory=list)
+    """Each publication pinned by digest (``oci://host/ns/name@sha256:...``)."""
+    publications: list[dict[str, Any]] = field(default_factory=list)
+    """Each publication: ``ref`` (with its tag), ``digest``, ``pinned``, ``tags``."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,8 +86,15 @@ class TargetReport:
             "fingerprint": self.fingerprint, "out_dir": str(self.out_dir),
             "stages": [s.to_json() for s in self.stages],
             "memory_prediction": self.plan.memory, "diagnostics": [d.model_dump() for d in self.plan.diagnostics],
-            "published": self.published,
+            "published": self.published, "publications": self.publications,
         }
+
+    def write(self) -> Path:
+        """Write ``OUT/<gpu>.report.json``: beside the artifact, never in it (republishing identical content
+        must upload nothing, and the artifact's bytes must not depend on when or where it was built)."""
+        path = self.out_dir.parent / f"{self.gpu}.report.json"
+        write_atomic(path, json.dumps(self.to_json(), indent=2, default=str))
+        return path
 
 
 def tree_bytes(path: Path) -> int:
@@ -261,7 +271,4 @@ class Builder:
                     if problems:
                         raise _Corrupt(problems)
             write_atomic(stage / "trtbuild-artifact.json", json.dumps(info, indent=2, sort_keys=True))
-        # The report (timings) lives beside the artifact, not in it: republishing identical content
-        # must upload nothing.
-        write_atomic(report.out_dir.parent / f"{report.gpu}.report.json",
-                     json.dumps(report.to_json(), indent=2, default=str))
+        report.write()
