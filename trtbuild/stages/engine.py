@@ -75,7 +75,7 @@ class EngineManifest(_Frozen):
     stage_key: str
     """The plan's engine-stage key."""
     plan_digest: str
-    """sha256 of the whole plan (canonical JSON)."""
+    """sha256 of the whole plan (canonical JSON) but the paths it was read from."""
     executor: str
     trtllm_version: str
     tensorrt_version: str | None
@@ -117,8 +117,12 @@ class EngineManifest(_Frozen):
 
 
 def plan_digest(plan: BuildPlan) -> str:
-    return hashlib.sha256(json.dumps(plan.to_json(), sort_keys=True, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
+    """sha256 of the plan, without where its files were found (the recipe's and the model config's paths
+    as given on the command line): the same plan has the same digest from any directory."""
+    doc = plan.to_json()
+    doc["recipe"] = {k: v for k, v in dict(doc.get("recipe") or {}).items() if k != "path"}
+    doc["model"] = {k: v for k, v in dict(doc.get("model") or {}).items() if k != "config"}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def default_log_path(out_dir: Path) -> Path:
