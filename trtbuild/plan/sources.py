@@ -90,7 +90,7 @@ def locate_model_config(model: ModelSpec, base_dir: Path) -> Path:
         if p.is_dir():
             p = p / "config.json"
         if not p.is_file():
-            raise PlanError(f"model.config: {p}: no such file")
+            raise PlanError(f"model.config: {p}: " + ("not a regular file" if os.path.lexists(p) else "no such file"))
         return p
     if model.source.startswith("hf://"):
         repo, rev = parse_hf_source(model.source)
@@ -109,5 +109,7 @@ def locate_model_config(model: ModelSpec, base_dir: Path) -> Path:
         raise PlanError(f"model.source: {p}: expected a model directory holding config.json")
     cfg = p / "config.json"
     if not cfg.is_file():
+        if os.path.lexists(cfg):
+            raise PlanError(f"model.source: {cfg}: not a regular file")
         raise PlanError(f"model.source: {p}: no config.json in this directory")
     return cfg

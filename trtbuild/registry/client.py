@@ -219,6 +219,9 @@ class RegistryClient:
                 if start.status_code != 202 or not start.headers.get("Location"):
                     self._fail(start, what)
                 loc = urljoin(self.base_url + "/", start.headers["Location"])
+                if not self.same_origin(loc):
+                    raise PublishError(f"{what}: registry {self.registry} sent the upload to another host "
+                                       f"({loc.split('/')[2]}); refusing it")
                 loc += ("&" if "?" in loc else "?") + f"digest={digest}"
                 done = self._send("PUT", loc, repo=repo, push=True, body=source, retry=False,
                                   headers={"Content-Type": "application/octet-stream",
