@@ -2,10 +2,10 @@
 
 What ``trtbuild compile`` writes to ``OUT/<gpu>/`` comes from here. The copy is driven by the manifest, not by
 the directory: a file, directory or symlink the manifest does not list is never exported. Each file is
-copied into a new inode (a reflink where the filesystem can clone, else a streamed copy; never a hard
-link, so editing ``OUT/.../config.pbtxt`` cannot change the cache), and its sha256 is computed over the
-bytes that land in the destination in the same pass: what is exported is exactly what the manifest
-recorded, with no window between a check and the copy. Modes are normalised (0644, 0755 for files the
+copied into a new inode (a reflink where the filesystem can clone, else an in-kernel copy; never a hard
+link, so editing ``OUT/.../config.pbtxt`` cannot change the cache), then its sha256 is computed over the
+bytes that landed in the destination: what is exported is exactly what the manifest recorded, with no
+window between a check and the copy (a file changed in the store meanwhile fails the check). Modes are normalised (0644, 0755 for files the
 manifest marks executable; the umask applies); symlinks must stay inside the entry.
 """
 
@@ -47,28 +47,46 @@ def _hash_fd(fd: int) -> tuple[str, int]:
         n += got
 
 
+def _copy_in_kernel(sfd: int, dfd: int, size: int) -> None:
+    """Copy ``size`` bytes between descriptors without passing them through Python (copy_file_range, else
+    sendfile, else read/write)."""
+    done = 0
+    for call in ("copy_file_range", "sendfile"):
+        fn = getattr(os, call, None)
+        if fn is None:
+            continue
+        try:
+            while done < size:
+                n = fn(sfd, dfd, size - done) if call == "copy_file_range" else fn(dfd, sfd, done, size - done)
+                if n == 0:
+                    break
+                done += n
+            if done >= size:
+                return
+        except OSError:
+            pass  # not supported between these filesystems: try the next way from where this one stopped
+        os.lseek(sfd, done, os.SEEK_SET)
+        os.lseek(dfd, done, os.SEEK_SET)
+    while chunk := os.read(sfd, _CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dfd, view):]
+
+
 def copy_verified(src: Path, dst: Path, *, executable: bool = False, reflink: bool = True) -> tuple[str, int]:
-    """Copy ``src`` to the new file ``dst`` (never following symlinks at either end); return the sha256 and
-    size of what ``dst`` now holds."""
+    """Copy ``src`` to the new file ``dst`` (never following symlinks at either end): a reflink where the
+    filesystem clones, else an in-kernel copy; then hash what ``dst`` holds. Returns its sha256 and size."""
     sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     try:
-        if not stat.S_ISREG(os.fstat(sfd).st_mode):
+        st = os.fstat(sfd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{src}: not a regular file")
         dfd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
                       0o755 if executable else 0o644)
         try:
-            if reflink and _reflink(sfd, dfd):
-                return _hash_fd(dfd)
-            h, n = hashlib.sha256(), 0
-            buf = bytearray(_CHUNK)
-            view = memoryview(buf)
-            while got := os.readv(sfd, [buf]):
-                h.update(view[:got])
-                written = 0
-                while written < got:
-                    written += os.write(dfd, view[written:got])
-                n += got
-            return h.hexdigest(), n
+            if not (reflink and _reflink(sfd, dfd)):
+                _copy_in_kernel(sfd, dfd, st.st_size)
+            return _hash_fd(dfd)  # the bytes that landed, read back: what a reader of dst gets
         finally:
             os.close(dfd)
     finally:
