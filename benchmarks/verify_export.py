@@ -20,7 +20,6 @@ stays cached (CPU-bound figures); a 10 GiB file on a 24 GiB machine is partly re
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -31,20 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hash_throughput import make_file  # noqa: E402  (benchmarks/ is sys.path[0])
+
 from trtbuild.cache.store import Store  # noqa: E402
 
 GIB = 1024**3
 KEY = "b" * 64
-
-
-def write_random(path: Path, size: int) -> None:
-    block = os.urandom(64 * 1024 * 1024)
-    with open(path, "wb") as f:
-        left = size
-        while left > 0:
-            n = min(left, len(block))
-            f.write(block[:n])
-            left -= n
 
 
 def best(runs: int, fn: Callable[[], object], cleanup: Callable[[], None] = lambda: None) -> float:
@@ -59,7 +50,7 @@ def best(runs: int, fn: Callable[[], object], cleanup: Callable[[], None] = lamb
 
 def measure(root: Path, size: int, runs: int) -> dict[str, float]:
     store = Store(root / "cache")
-    store.put("engine", KEY, lambda d: write_random(d / "rank0.engine", size))
+    store.put("engine", KEY, lambda d: make_file(d / "rank0.engine", size))
     engine = store.get("engine", KEY)
     assert engine is not None
     src = engine / "rank0.engine"
