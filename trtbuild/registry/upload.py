@@ -8,7 +8,9 @@ upload goes on from there: a retry sends what is missing, never the whole blob a
 
 The session's location is kept in ``state_dir`` (one small file per blob, mode 0600, removed when the blob is
 complete), so a later run resumes too, after trtbuild, the network or the registry died. A session the
-registry no longer knows (404, 416) or a final digest it refuses starts over from zero, once. Registries
+registry no longer knows (404, 416) or a final digest it refuses starts over from zero, once: docker-registry
+2.8, killed while a chunk streamed in, refuses the session (its data went past the last acknowledged
+offset), so only a failure between chunks resumes there. Registries
 that sign their upload state (distribution's ``http.secret``) keep sessions across their restarts only if
 that secret is fixed; otherwise the session is unknown after a restart and the upload starts over.
 """
