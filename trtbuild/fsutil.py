@@ -1,11 +1,13 @@
-"""Filesystem helpers: atomic directories and files, streamed hashing."""
+"""Filesystem helpers: atomic directories and files, streamed hashing, bounded reads of user files."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,42 @@ def sha256_file(path: Path, chunk_size: int = _CHUNK) -> str:
                 break
             h.update(view[:n])
     return h.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The content of a regular file of at most ``max_bytes``, read without ever blocking or running away.
+
+    The file is opened non-blocking (opening a FIFO does not wait for a writer), checked to be a regular
+    file on the open descriptor (a FIFO, ``/dev/zero``, a directory are refused, race-free) and no larger
+    than ``max_bytes``, and at most ``max_bytes`` are read even if it grows meanwhile. Raises OSError
+    whose ``strerror`` says why (``not a regular file (a FIFO)``, ``larger than ... bytes``).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({_kind(st.st_mode)})", str(path))
+        if st.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes ({st.st_size})", str(path))
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(_CHUNK, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

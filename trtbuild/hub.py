@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ def _lfs_sha256(sibling: Any) -> str | None:
 def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                      api: Any = None, download: Downloader | None = None) -> tuple[str, dict[str, str]]:
     """(commit sha, {file: sha256}) for the files the build would use. ``api``/``download`` are injectable."""
+    from trtbuild.plan.sources import hf_revision_problem
     from trtbuild.stages.fetch import (
         CONFIG_PATTERNS,
         PICKLE_PATTERNS,
@@ -42,6 +44,8 @@ def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = Fa
         SAFETENSORS_PATTERNS,
     )
 
+    if revision is not None and (problem := hf_revision_problem(revision)) is not None:
+        raise StageError("fetch", f"hf://{repo}@{revision}: invalid revision: {problem}")
     token = os.environ.get("HF_TOKEN") or False
     if api is None or download is None:
         try:
@@ -56,6 +60,8 @@ def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = Fa
         raise StageError("fetch", f"hf://{repo}@{revision or 'main'}: cannot read Hub metadata: "
                                   f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     commit = str(info.sha)
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise StageError("fetch", f"hf://{repo}@{revision or 'main'}: the Hub answered an invalid commit {commit!r}")
     siblings = [s for s in (info.siblings or []) if "/" not in s.rfilename]
     patterns = CONFIG_PATTERNS + (REMOTE_CODE_PATTERNS if trust_remote_code else ())
     weights = [s for s in siblings if _matches(s.rfilename, SAFETENSORS_PATTERNS)]

@@ -96,32 +96,40 @@ class TargetState:
         return (best.manifest.meta or {}).get("inputs") if best else None
 
     # -- stage bodies (each writes into the empty directory it is given) ---------------------
-    def write_fetch_record(self, out: Path) -> None:
-        record = {"source": self.plan.settings.model.source, "path": str(self.model_path),
-                  "revision": self.revision, "files": [f._asdict() for f in self.files]}
+    def write_fetch_record(self, out: Path) -> dict[str, Any]:
+        """fetch.json: what the model is (source, revision, file digests), not where it is (a build fact)."""
+        record = {"source": self.plan.settings.model.source, "revision": self.revision,
+                  "files": [f._asdict() for f in self.files]}
         write_atomic(out / "fetch.json", json.dumps(record, indent=2))
+        return {"model_path": str(self.model_path)}
 
     def checkpoint_inputs(self) -> Any:
         """The checkpoint stage's ``CheckpointInputs`` for this target."""
         assert self.model_path is not None, "the model must be fetched before the checkpoint stage"
         return checkpoint_inputs_for(self.loaded, self.plan, self.model_path, tuple(self.files))
 
-    def run_checkpoint(self, out: Path, progress: Progress, device: str | None) -> int:
+    def run_checkpoint(self, out: Path, progress: Progress, device: str | None) -> dict[str, Any]:
         """Run the checkpoint stage in a worker process (torch and the model never enter this one).
 
-        Returns the worker's peak RSS in bytes; raises the worker's error (CheckpointError: exit 4)."""
+        Returns the build facts, with the worker's peak RSS in bytes; raises the worker's error
+        (CheckpointError: exit 4)."""
         from trtbuild.stages.checkpoint_worker import run_checkpoint_in_child
 
         result = run_checkpoint_in_child(self.checkpoint_inputs(), out, progress=progress, device=device)
-        return result.peak_rss_bytes
+        return {**result.facts, "peak_rss_bytes": result.peak_rss_bytes}
 
-    def run_engine(self, checkpoint: Path, out: Path, progress: Progress) -> None:
+    def run_engine(self, checkpoint: Path, out: Path, progress: Progress) -> dict[str, Any]:
+        """Build the engine into ``out``; the build facts (command line, log, duration, GPU name)."""
         from trtbuild.stages.engine import run_engine_stage
 
         if self.toolchain_info is None:
             self.toolchain_info = self.executor.probe()
-        run_engine_stage(self.plan, checkpoint, out, executor=self.executor, toolchain_info=self.toolchain_info,
-                         progress=progress, cache_root=self.store.cache_dir)
+        key = self.fingerprints["engine"].key
+        log = self.store.cache_dir / "logs" / f"engine-{key}.trtllm-build.log"  # outside the entry
+        manifest = run_engine_stage(self.plan, checkpoint, out, executor=self.executor,
+                                    toolchain_info=self.toolchain_info, progress=progress,
+                                    cache_root=self.store.cache_dir, log_path=log)
+        return manifest.build_facts()
 
     def run_repository(self, out: Path, *, checkpoint: Path | None, engine: Path | None) -> None:
         from trtbuild.repository.render import render_repository

@@ -213,3 +213,33 @@ def test_cache_commands(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped
     assert done.returncode == 0 and len(json.loads(done.stdout)["removed"]) == 1
     assert store.entries() == []
     assert cli("cache", "gc", "--older-than", "soon", env=env).returncode == 2
+
+
+def test_gc_removes_orphan_logs_and_old_upload_sessions(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    store.put("engine", KEY, _builder({"rank0.engine": b"E"}))
+    logs = tmp_path / "cache" / "logs"
+    logs.mkdir()
+    kept, orphan = logs / f"engine-{KEY}.trtllm-build.log", logs / f"engine-{'c' * 64}.trtllm-build.log"
+    kept.write_text("log")
+    orphan.write_text("log")
+    uploads = tmp_path / "cache" / "uploads"
+    uploads.mkdir()
+    fresh, old = uploads / "fresh.json", uploads / "old.json"
+    fresh.write_text("{}")
+    old.write_text("{}")
+    week_ago = time.time() - 8 * 86400
+    os.utime(old, (week_ago, week_ago))
+    assert set(store.gc(dry_run=True).leftovers) == {orphan, old} and orphan.exists()
+    report = store.gc()
+    assert set(report.leftovers) == {orphan, old}
+    assert kept.exists() and fresh.exists() and not orphan.exists() and not old.exists()
+
+
+def test_old_format_entries_are_not_served_and_gc_removes_them(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    path = store.put("engine", KEY, _builder({"rank0.engine": b"E"}))
+    manifest = path.parent / MANIFEST_NAME
+    manifest.write_text(manifest.read_text().replace('"format": 2', '"format": 1'))
+    assert store.get("engine", KEY) is None
+    assert store.gc().leftovers == (path.parent,) and not path.parent.exists()

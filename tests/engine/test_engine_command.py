@@ -126,7 +126,7 @@ VARIANTS = {
                                                "gemm_plugin": "disable", "fp8_context_fmha": False}),
     "beam-search": dict(build={"max_beam_width": 4, "kv_cache": {"tokens_per_block": 64}},
                         runtime={"decoding_mode": "beam_search"}),
-    "no-paged-context-fmha": dict(build={"paged_context_fmha": False, "workers": 2},
+    "no-paged-context-fmha": dict(build={"paged_context_fmha": False, "workers": 2}, parallelism={"tp": 2},
                                   runtime={"chunked_context": False, "kv_cache": {"reuse": False, "retention": {"rules": []}}}),
 }
 

@@ -53,7 +53,8 @@ class RegistryServer:
             "version: 0.1\n"
             "log:\n  level: info\n  accesslog:\n    disabled: false\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n" + auth)
+            # A fixed secret: upload sessions stay valid across a restart (as behind a load balancer)
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: trtbuild-test-upload-secret\n" + auth)
 
     def start(self, timeout: float = 20.0) -> None:
         assert BINARY is not None

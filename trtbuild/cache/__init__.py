@@ -10,6 +10,7 @@ Nothing here does I/O at import.
 """
 
 from trtbuild.cache.digests import StatCache, digest_tree, file_digest
-from trtbuild.cache.store import CacheEntry, Problem, Store, resolve_cache_dir
+from trtbuild.cache.entry import Problem
+from trtbuild.cache.store import CacheEntry, Store, resolve_cache_dir
 
 __all__ = ["CacheEntry", "Problem", "StatCache", "Store", "digest_tree", "file_digest", "resolve_cache_dir"]

@@ -1,7 +1,8 @@
 """Garbage collection of the store, and the size/duration units its command line takes.
 
 Policy (``collect``): leftovers of unfinished puts (staging directories, entry directories without a valid
-manifest) whose key is not locked are always removed. Then, never touching a key in ``keep`` nor a key
+manifest, entries of an older store format) whose key is not locked are always removed, and so are build
+logs of engines no longer stored and upload sessions older than a week. Then, never touching a key in ``keep`` nor a key
 whose lock is held (a build in progress):
 
 - ``older_than``: entries not used for longer than that are removed;
@@ -97,6 +98,34 @@ def _try_lock(store: Store, stage: str, key: str) -> filelock.BaseFileLock | Non
     return lock
 
 
+UPLOAD_SESSION_MAX_AGE_S = 7 * 86400
+"""Registries purge unfinished uploads after about a week (distribution's default): older sessions are gone."""
+
+
+def _stale_side_files(store: Store, now: float, dry_run: bool) -> list[Path]:
+    """Build logs of engine keys no longer in the store, and upload sessions older than a week."""
+    out: list[Path] = []
+    logs = store.cache_dir / "logs"
+    if logs.is_dir():
+        for log in sorted(logs.glob("engine-*.trtllm-build.log")):
+            key = log.name[len("engine-"):-len(".trtllm-build.log")]
+            if store.entry("engine", key, touch=False) is None and (lock := _try_lock(store, "engine", key)):
+                try:
+                    out.append(log)
+                    if not dry_run:
+                        log.unlink(missing_ok=True)
+                finally:
+                    lock.release()
+    uploads = store.cache_dir / "uploads"
+    if uploads.is_dir():
+        for session in sorted(uploads.glob("*.json")):
+            if now - session.stat().st_mtime > UPLOAD_SESSION_MAX_AGE_S:
+                out.append(session)
+                if not dry_run:
+                    session.unlink(missing_ok=True)
+    return out
+
+
 def collect(store: Store, *, keep: Iterable[str] = (), older_than: float | timedelta | None = None,
             max_bytes: int | None = None, dry_run: bool = False, now: float | None = None) -> GcReport:
     """Remove leftovers and the entries the policy selects; see the module docstring."""
@@ -116,6 +145,7 @@ def collect(store: Store, *, keep: Iterable[str] = (), older_than: float | timed
         finally:
             lock.release()
 
+    leftovers += _stale_side_files(store, now, dry_run)
     entries = sorted(store.entries(), key=lambda e: (e.last_used, e.stage, e.key))
     total = sum(e.size for e in entries)
     chosen: list[CacheEntry] = []

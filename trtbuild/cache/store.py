@@ -4,15 +4,22 @@ Layout under the cache directory (``resolve_cache_dir``: ``--cache-dir``, ``TRTB
 ``platformdirs.user_cache_dir("trtbuild")``)::
 
     store/<stage>/<key>/data/...         the artifact, as the stage wrote it
-    store/<stage>/<key>/manifest.json    every file's sha256 and size; written before the rename
+    store/<stage>/<key>/manifest.json    every file's sha256 and size, every directory and symlink
     store/<stage>/.<key>.staging-*       a put in progress (or killed); never an entry
     locks/<stage>-<key>.lock             per-key lock: one build of a key at a time
     stat-cache.sqlite3                   digests of unchanged files (``digests.StatCache``)
 
 An entry is built in a staging directory, hashed, its manifest written, then renamed into place, so a
-crash never leaves a directory that looks cached. ``get`` trusts an entry whose manifest is valid and whose
-files exist with the recorded sizes (cheap: stats only); ``verify`` re-hashes everything. The manifest's
-mtime is the entry's last use (``get`` touches it) and drives ``gc``.
+crash never leaves a directory that looks cached. The store owns its inodes: a file the builder hard-linked
+from elsewhere (the model, another entry) is copied, so nothing outside the store can change an entry.
+
+Trust (README "Cache trust model"): an entry is exactly what its manifest lists. ``get`` (cheap: stats
+only) refuses an entry whose manifest is invalid, or whose tree holds anything the manifest does not list
+(an extra file, directory or symlink, a special file) or lacks a listed one or has a wrong size;
+``verify_entry`` re-hashes every file (streamed). The build verifies an entry in full before a stage reads
+it, and exports it by a verifying copy (:mod:`trtbuild.cache.export`), so a same-size byte flip is never
+served: the entry is removed and rebuilt. The manifest's mtime is the entry's last use (``get`` touches
+it) and drives ``gc``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import os
 import posixpath
 import re
 import shutil
-import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,18 +36,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import filelock
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from trtbuild.cache.digests import Hasher, StatCache, scan_tree
+from trtbuild.cache.entry import (
+    DATA_DIR,
+    MANIFEST_NAME,
+    STORE_FORMAT,
+    EntryManifest,
+    FileRecord,
+    Problem,
+    own_copy,
+    tree_problems,
+)
 from trtbuild.errors import StageError, UsageError
-from trtbuild.fsutil import sha256_file, staged_dir, write_atomic
+from trtbuild.fsutil import read_regular_file, sha256_file, staged_dir, write_atomic
 
 if TYPE_CHECKING:
     from trtbuild.cache.gc import GcReport
 
-STORE_FORMAT = 1
-MANIFEST_NAME = "manifest.json"
-DATA_DIR = "data"
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 ENV_CACHE_DIR = "TRTBUILD_CACHE_DIR"
 
 Builder = Callable[[Path], object]
@@ -62,38 +76,6 @@ def resolve_cache_dir(explicit: str | os.PathLike[str] | None = None,
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("trtbuild")).absolute()
-
-
-class FileRecord(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    sha256: str
-    """Hex sha256 of the file's content."""
-    size: int
-    """Size in bytes."""
-
-
-class EntryManifest(BaseModel):
-    """What ``store/<stage>/<key>/manifest.json`` records about one entry."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    format: int = STORE_FORMAT
-    """Layout version of the store."""
-    stage: str
-    """Stage name (fetch, checkpoint, engine, repository)."""
-    key: str
-    """The stage's plan-time key."""
-    created: float
-    """Unix time the entry was completed."""
-    files: dict[str, FileRecord]
-    """Every regular file under ``data/`` by POSIX relative path."""
-    links: dict[str, str] = {}
-    """Relative symlinks under ``data/`` (path → target); they never point outside ``data/``."""
-    meta: dict[str, Any] = {}
-    """Whatever the caller passed to ``put`` (stage params, tool versions); informational."""
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files.values())
 
 
 @dataclass(frozen=True)
@@ -123,27 +105,24 @@ class CacheEntry:
                 "last_used": self.last_used, "meta": self.manifest.meta}
 
 
-@dataclass(frozen=True, order=True)
-class Problem:
-    """One finding of ``verify``: an entry whose files no longer match its manifest."""
-
-    stage: str
-    key: str
-    path: str
-    kind: str
-    """``manifest`` (unreadable), ``missing``, ``not-a-file``, ``size``, ``digest``, ``link``, ``unexpected``."""
-    detail: str = ""
-
-    def format(self) -> str:
-        where = f"{self.stage}/{self.key}" + (f": {self.path}" if self.path else "")
-        return f"{where}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
-
-
 def check_name(stage: str, key: str) -> None:
     if not _NAME.match(stage):
         raise UsageError(f"invalid stage name {stage!r} (lowercase letters, digits, '-', '_')")
     if not _KEY.match(key):
         raise UsageError(f"invalid cache key {key!r} (letters, digits, '.', '-', '_'; at most 128)")
+
+
+def cache_write_error(exc: OSError, cache_dir: Path) -> StageError:
+    """A cache directory that cannot be written (a file where a directory belongs, permissions, disk full)."""
+    where = Path(exc.filename or cache_dir)
+    for p in (where, *where.parents):
+        if p.exists() and not p.is_dir():  # what the failure is really about
+            return StageError("cache", f"the cache at {cache_dir} is damaged: {p} is a file where the cache "
+                                       "keeps a directory. Move it aside (or remove it), or use another --cache-dir")
+        if p == cache_dir.parent:
+            break
+    return StageError("cache", f"cannot write the cache at {cache_dir}: {where}: {exc.strerror or exc}. Fix "
+                               "that path, or use another --cache-dir")
 
 
 class Store:
@@ -177,13 +156,16 @@ class Store:
         """The per-key lock (held by ``put`` while building; ``gc`` skips locked keys)."""
         check_name(stage, key)
         path = self.cache_dir / "locks" / f"{stage}-{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise cache_write_error(exc, self.cache_dir) from None
         return filelock.FileLock(path, timeout=self._lock_timeout if timeout is None else timeout)
 
     # -- reading ------------------------------------------------------------------------------
     def _load(self, root: Path, stage: str, key: str) -> EntryManifest | None:
         try:
-            raw = (root / MANIFEST_NAME).read_bytes()
+            raw = read_regular_file(root / MANIFEST_NAME, MAX_MANIFEST_BYTES)
             m = EntryManifest.model_validate_json(raw)
         except (OSError, ValidationError, ValueError):
             return None
@@ -192,17 +174,8 @@ class Store:
         return m
 
     def _quick_ok(self, root: Path, m: EntryManifest) -> bool:
-        data = root / DATA_DIR
-        if any(not os.path.islink(data / rel) for rel in m.links):
-            return False
-        for rel, rec in m.files.items():
-            try:
-                st = os.lstat(data / rel)
-            except OSError:
-                return False
-            if not stat.S_ISREG(st.st_mode) or st.st_size != rec.size:
-                return False
-        return data.is_dir()
+        """The entry's tree is exactly what the manifest lists (types, sizes, link targets); stats only."""
+        return not tree_problems(root, m)
 
     def entry(self, stage: str, key: str, *, touch: bool = True) -> CacheEntry | None:
         """The complete entry for (stage, key), or None. Checks presence and sizes, not content."""
@@ -281,39 +254,50 @@ class Store:
             if cached is not None:
                 return cached.path
             final = self.entry_dir(stage, key)
+            entry_meta = dict(meta or {})
+            try:
+                final.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise cache_write_error(exc, self.cache_dir) from None
             with staged_dir(final) as root:
                 data = root / DATA_DIR
                 if callable(source):
                     data.mkdir()
-                    source(data)
+                    facts = source(data)
+                    if isinstance(facts, Mapping) and facts:
+                        entry_meta["build"] = dict(facts)
                 else:
                     src = Path(source)
                     if not src.is_dir():
                         raise UsageError(f"{src}: not a directory")
                     shutil.copytree(src, data, symlinks=True)
-                files, links = self._record(stage, data)
+                files, links, dirs = self._record(stage, data)
                 m = EntryManifest(stage=stage, key=key, created=self._clock(), files=files, links=links,
-                                  meta=dict(meta or {}))
+                                  dirs=dirs, meta=entry_meta)
                 write_atomic(root / MANIFEST_NAME, m.model_dump_json(indent=1))
             return final / DATA_DIR
         finally:
             lock.release()
 
-    def _record(self, stage: str, data: Path) -> tuple[dict[str, FileRecord], dict[str, str]]:
+    def _record(self, stage: str, data: Path) -> tuple[dict[str, FileRecord], dict[str, str], tuple[str, ...]]:
         paths, links = scan_tree(data)
+        dirs = tuple(sorted(Path(d).relative_to(data).as_posix() for d, _, _ in os.walk(data) if Path(d) != data))
         for rel, target in links.items():
             logical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
             if target.startswith("/") or logical == ".." or logical.startswith("../"):
                 raise StageError(stage, f"{rel}: symlink to {target!r} points outside the artifact")
         files: dict[str, FileRecord] = {}
         for rel, p in paths:
-            files[rel] = FileRecord(sha256=self._hasher(p), size=p.stat().st_size)
+            st = p.stat()
+            if st.st_nlink > 1:
+                own_copy(p)  # a hard link into the model or another entry: the store owns its inodes
+            files[rel] = FileRecord(sha256=self._hasher(p), size=st.st_size, executable=bool(st.st_mode & 0o111))
             fd = os.open(p, os.O_RDONLY)  # make the content durable before the entry becomes visible
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        return files, links
+        return files, links, dirs
 
     def remove(self, stage: str, key: str) -> bool:
         """Remove an entry unless a put of its key is running; True if it was removed."""
@@ -329,9 +313,22 @@ class Store:
             lock.release()
 
     # -- checking -----------------------------------------------------------------------------
+    def verify_entry(self, stage: str, key: str) -> list[Problem]:
+        """Re-hash one entry against its manifest (streamed); [] when it is complete and intact."""
+        root = self.entry_dir(stage, key)
+        m = self._load(root, stage, key)
+        if m is None:
+            return [Problem(stage, key, MANIFEST_NAME, "manifest", "missing, unreadable or invalid")]
+        return self._verify_entry(stage, key, root / DATA_DIR, m)
+
     def verify(self) -> list[Problem]:
-        """Re-hash every file of every entry against its manifest; the problems found, sorted."""
+        """Re-hash every file of every entry against its manifest; the problems found, sorted (a file where
+        the store keeps a directory is one too)."""
         problems: list[Problem] = []
+        misplaced = [self.store_dir] if self.store_dir.exists() and not self.store_dir.is_dir() else (
+            [p for p in self.store_dir.iterdir() if not p.is_dir()] if self.store_dir.is_dir() else [])
+        problems += [Problem(p.name, "", str(p), "unexpected", "a file where the store keeps a directory")
+                     for p in misplaced]
         for stage, key, root in self._entry_roots():
             if not (root / MANIFEST_NAME).exists():
                 continue  # never completed: not an entry (gc removes it)
@@ -343,32 +340,32 @@ class Store:
         return sorted(problems)
 
     def _verify_entry(self, stage: str, key: str, data: Path, m: EntryManifest) -> list[Problem]:
-        out = []
+        out = tree_problems(data.parent, m, stage, key)
+        bad = {p.path for p in out}
         for rel, rec in sorted(m.files.items()):
-            p = data / rel
-            if not p.exists() and not p.is_symlink():
-                out.append(Problem(stage, key, rel, "missing"))
-            elif p.is_symlink() or not p.is_file():
-                out.append(Problem(stage, key, rel, "not-a-file"))
-            elif p.stat().st_size != rec.size:
-                out.append(Problem(stage, key, rel, "size", f"expected {rec.size}, found {p.stat().st_size}"))
-            elif (got := self._hasher(p)) != rec.sha256:
-                out.append(Problem(stage, key, rel, "digest", f"expected {rec.sha256[:16]}…, found {got[:16]}…"))
-        for rel, target in sorted(m.links.items()):
-            p = data / rel
-            if not p.is_symlink():
-                out.append(Problem(stage, key, rel, "missing", "symlink"))
-            elif os.readlink(p) != target:
-                out.append(Problem(stage, key, rel, "link", f"expected -> {target}, found -> {os.readlink(p)}"))
-        if data.is_dir():
+            if rel in bad:
+                continue
             try:
-                paths, links = scan_tree(data)
-            except StageError as exc:
-                return [*out, Problem(stage, key, "", "unexpected", str(exc))]
-            for rel in sorted({r for r, _ in paths} | set(links)):
-                if rel not in m.files and rel not in m.links:
-                    out.append(Problem(stage, key, rel, "unexpected", "not in the manifest"))
-        return out
+                got = self._hasher(data / rel)
+            except OSError as exc:
+                out.append(Problem(stage, key, rel, "missing", exc.strerror or str(exc)))
+                continue
+            if got != rec.sha256:
+                out.append(Problem(stage, key, rel, "digest", f"expected {rec.sha256[:16]}…, found {got[:16]}…"))
+        return sorted(out)
+
+    # -- exporting ----------------------------------------------------------------------------
+    def export(self, stage: str, key: str, dest: Path, *, reflink: bool = True) -> list[Problem]:
+        """Copy the entry's artifact into the new directory ``dest``, every file verified against the
+        manifest as it is copied (:func:`trtbuild.cache.export.export_tree`); the problems found ([]: ok)."""
+        from trtbuild.cache.export import export_tree
+
+        root = self.entry_dir(stage, key)
+        m = self._load(root, stage, key)
+        if m is None:
+            return [Problem(stage, key, MANIFEST_NAME, "manifest", "missing, unreadable or invalid")]
+        problems = tree_problems(root, m, stage, key)
+        return problems or export_tree(root, m, dest, reflink=reflink)
 
     def gc(self, **kw: Any) -> GcReport:
         """See ``trtbuild.cache.gc.collect``."""

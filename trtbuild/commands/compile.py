@@ -82,14 +82,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
             state = resolve_target(loaded, plan, store, executor_kind=args.executor, lockfile=lockfile)
             fp = state.fingerprints["repository"].key
             ref = publish_ref(args.publish, loaded.recipe, gpu, fp, len(plans) > 1)
-            if _already_published(ref, fp, args):
-                progress.log(f"{gpu}: fingerprint {fp[:12]} already published at {ref}; skipped")
-                skipped.append({"gpu": gpu, "fingerprint": fp, "ref": ref})
+            digest = _already_published(ref, fp, args)
+            if digest:
+                pinned = _pinned(ref, digest)
+                progress.log(f"{gpu}: fingerprint {fp[:12]} already published at {ref}; skipped ({pinned})")
+                skipped.append({"gpu": gpu, "fingerprint": fp, "ref": ref, "digest": digest, "pinned": pinned})
                 continue
         report = builder.build_target(plan.target["key"])
         if publishing:
             ref = publish_ref(args.publish, loaded.recipe, gpu, report.fingerprint, len(plans) > 1)
-            report.published.append(_publish(report.out_dir, ref, loaded.recipe, store, args, progress))
+            publication = _publish(report.out_dir, ref, loaded.recipe, store, args, progress)
+            report.publications.append(publication)
+            report.published.append(publication["pinned"])
+            report.write()
         reports.append(report)
     summary = {"recipe": loaded.recipe.name, "out_dir": str(out), "targets": [r.to_json() for r in reports],
                "skipped": skipped}
@@ -105,26 +110,36 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _already_published(ref: str, fingerprint: str, args: argparse.Namespace) -> bool:
+def _pinned(ref: str, digest: str) -> str:
+    from trtbuild.registry.reference import parse_ref
+
+    r = parse_ref(ref)
+    return f"oci://{r.registry}/{r.repository}@{digest}"
+
+
+def _already_published(ref: str, fingerprint: str, args: argparse.Namespace) -> str | None:
+    """The manifest digest when this fingerprint is published (the tag is moved to it), else None."""
     from trtbuild.registry.publish import adopt_published, client_for
     from trtbuild.registry.reference import parse_ref
 
     r = parse_ref(ref)
-    return bool(adopt_published(r, fingerprint, client=client_for(r, plain_http=args.plain_http,
-                                                                   insecure=args.insecure)))
+    return adopt_published(r, fingerprint, client=client_for(r, plain_http=args.plain_http, insecure=args.insecure))
 
 
-def _publish(src: Path, ref: str, recipe: Any, store: Any, args: argparse.Namespace, progress: Any) -> str:
+def _publish(src: Path, ref: str, recipe: Any, store: Any, args: argparse.Namespace,
+             progress: Any) -> dict[str, Any]:
+    """Publish one target; {ref, digest, pinned, tags} (``pinned`` = the reference CI pulls by digest)."""
     from trtbuild.registry.publish import client_for, publish_artifact
     from trtbuild.registry.reference import parse_ref
 
     r = parse_ref(ref)
     task = progress.start(f"publish {ref}")
-    result = publish_artifact(src, r, client=client_for(r, plain_http=args.plain_http, insecure=args.insecure),
-                              annotations=dict(recipe.publish.annotations), stat_cache=store.stat_cache())
-    progress.finish(task, f"{getattr(result, 'digest', '')}")
-    pinned = getattr(result, "pinned", None)
-    return str(pinned or ref)
+    client = client_for(r, plain_http=args.plain_http, insecure=args.insecure,
+                        upload_state_dir=store.cache_dir / "uploads")
+    result = publish_artifact(src, r, client=client, annotations=dict(recipe.publish.annotations),
+                              stat_cache=store.stat_cache())
+    progress.finish(task, result.digest)
+    return {"ref": str(result.ref), "digest": result.digest, "pinned": result.pinned, "tags": list(result.tags)}
 
 
 def render_report(reports: list[Any], skipped: list[dict[str, str]], out: Path) -> str:
@@ -149,6 +164,7 @@ def render_report(reports: list[Any], skipped: list[dict[str, str]], out: Path) 
         for ref in r.published:
             lines.append(f"  published {ref}")
     for s in skipped:
-        lines.append(f"{s['gpu']}: already published ({s['ref']}, fingerprint {s['fingerprint'][:12]})")
+        lines.append(f"{s['gpu']}: already published ({s['ref']}, fingerprint {s['fingerprint'][:12]}): "
+                     f"{s['pinned']}")
     lines.append(f"report: {out / 'report.json'}")
     return "\n".join(lines)

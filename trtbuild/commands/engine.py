@@ -89,6 +89,9 @@ def _dry_run(plan: Any, executor: Any, args: argparse.Namespace, timing_cache: P
     fake = executor.kind == "fake"
     note = ("the build writes into a staging directory beside --out and renames it into place when the engine "
             "is validated")
+    if timing_cache is not None and executor.kind != "container":
+        note += (f"; trtllm-build runs in a scratch directory holding a copy of the timing cache {timing_cache} "
+                 f"(copied back after a successful build)")
     if args.json:
         json.dump({"dry_run": True, "fake": fake, "executor": executor.kind, "commands": lines,
                    "display": [shlex.join(c) for c in lines], "note": note}, sys.stdout, indent=2)
@@ -131,7 +134,8 @@ def cmd_engine(args: argparse.Namespace) -> int:
     manifest = run_engine_stage(plan, checkpoint, Path(args.out), executor=executor, toolchain_info=info,
                                 progress=progress, cache_root=cache_root)
     if args.json:
-        json.dump({"out": str(Path(args.out).absolute()), **manifest.to_json()}, sys.stdout, indent=2)
+        json.dump({"out": str(Path(args.out).absolute()), **manifest.to_json(), "build": manifest.build_facts()},
+                  sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         label = "FAKE engine (not servable)" if manifest.fake else "engine"

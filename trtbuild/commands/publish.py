@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_EVENT_WORDS = {"blob-uploaded": "uploaded", "blob-exists": "already there", "tag-set": "tagged",
+_EVENT_WORDS = {"blob-uploaded": "uploaded", "blob-resumed": "resumed", "blob-exists": "already there", "tag-set": "tagged",
                 "tag-unchanged": "tag unchanged", "blob-downloaded": "verified"}
 
 
@@ -86,8 +86,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if not src.is_dir():
         raise UsageError(f"{src}: not a directory")
     ref = parse_ref(args.ref, require_tag=True)
-    client = client_for(ref, plain_http=args.plain_http, insecure=args.insecure)
-    stat_cache = StatCache.in_dir(resolve_cache_dir(args.cache_dir))
+    cache_dir = resolve_cache_dir(args.cache_dir)
+    client = client_for(ref, plain_http=args.plain_http, insecure=args.insecure, upload_state_dir=cache_dir / "uploads")
+    stat_cache = StatCache.in_dir(cache_dir)
     result = publish_artifact(src, ref, client=client, annotations=parse_annotations(args.annotation),
                               tag_by_fingerprint=not args.no_fingerprint_tag, stat_cache=stat_cache,
                               on_event=_progress())

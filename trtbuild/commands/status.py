@@ -3,6 +3,11 @@
 CI runs it on every change: it reads recipes and config.json files, stat-caches model digests (no
 weight bytes are read when nothing changed) and never downloads or builds. `--github-matrix` prints
 the targets to build as a GitHub Actions matrix; `--registry` asks the registry instead of the cache.
+
+With `--registry`, each target says where it is (or will be) published (`ref`, the tag) and, when it is
+published with this fingerprint, the manifest digest (`digest`) and the reference pinned by it (`pinned`,
+`oci://host/ns/name@sha256:...`): what CI pulls (`trtbuild pull PINNED DIR`) so that what it deploys is
+exactly what was built, whatever the tag points at by then.
 """
 
 from __future__ import annotations
@@ -33,9 +38,9 @@ def register(sub: Any) -> None:
 
 
 def _row(recipe: str, gpu: str, state: str, reasons: list[str], fingerprint: str = "",
-         stages: dict[str, str] | None = None) -> dict[str, Any]:
+         stages: dict[str, str] | None = None, published: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"recipe": recipe, "gpu": gpu, "state": state, "reasons": reasons, "fingerprint": fingerprint,
-            "stages": stages or {}}
+            "stages": stages or {}, **(published or {})}
 
 
 def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -63,8 +68,10 @@ def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -
         stages[name] = "to build"
         why = explain(state.previous_inputs(name), fp.inputs)
         reasons += [f"{name}: {r}" for r in why if not r.endswith("stage changed")]
+    where: dict[str, Any] = {}
     if args.registry:
-        published = _published(args, loaded.recipe, key, fingerprint, len(args.gpu or []) > 1)
+        where = _published(args, loaded.recipe, key, fingerprint, len(args.gpu or []) > 1)
+        published = where["digest"] is not None
         st = "fresh" if published else ("stale" if any(v == "cached" for v in stages.values()) or reasons else "missing")
         if published:
             reasons = []
@@ -74,17 +81,21 @@ def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -
         st = "fresh"
     else:
         st = "missing" if all(r.endswith("never built") for r in reasons) else "stale"
-    return _row(path, key, st, reasons, fingerprint, stages)
+    return _row(path, key, st, reasons, fingerprint, stages, where)
 
 
-def _published(args: argparse.Namespace, recipe: Any, gpu: str, fingerprint: str, several: bool) -> bool:
+def _published(args: argparse.Namespace, recipe: Any, gpu: str, fingerprint: str, several: bool) -> dict[str, Any]:
+    """{ref, digest, pinned}: where the target is published, and the manifest digest of ``fp-<fingerprint>``
+    there (None when this fingerprint is not published)."""
     from trtbuild.commands.compile import publish_ref
     from trtbuild.registry.publish import client_for, published_digest
     from trtbuild.registry.reference import parse_ref
 
     ref = parse_ref(publish_ref(args.registry, recipe, gpu, fingerprint, several))
     client = client_for(ref, plain_http=args.plain_http, insecure=args.insecure)
-    return published_digest(ref, fingerprint=fingerprint, client=client) is not None
+    digest = published_digest(ref, fingerprint=fingerprint, client=client)
+    pinned = f"oci://{ref.registry}/{ref.repository}@{digest}" if digest else None
+    return {"ref": str(ref), "digest": digest, "pinned": pinned}
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -109,8 +120,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 rows.append(_row(f, gpu, "infeasible", [str(exc)]))
     if args.github_matrix:
         # "unknown" (e.g. the toolchain can only be probed on the GPU runner) cannot be proven fresh: build it.
-        include = [{"recipe": r["recipe"], "gpu": r["gpu"]} for r in rows
-                   if r["state"] in ("stale", "missing", "unknown") and r["gpu"] != "-"]
+        include = [{"recipe": r["recipe"], "gpu": r["gpu"],
+                    **({"fingerprint": r["fingerprint"], "ref": r["ref"]} if "ref" in r else {})}
+                   for r in rows if r["state"] in ("stale", "missing", "unknown") and r["gpu"] != "-"]
         print(json.dumps({"include": include}))
     elif args.json:
         json.dump({"targets": rows}, sys.stdout, indent=2)
@@ -118,7 +130,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             print(f"{r['state']:<10} {Path(r['recipe']).name} --gpu {r['gpu']}"
-                  + (f"  {r['fingerprint'][:12]}" if r["fingerprint"] else ""))
+                  + (f"  {r['fingerprint'][:12]}" if r["fingerprint"] else "")
+                  + (f"  {r['pinned']}" if r.get("pinned") else ""))
             for why in r["reasons"]:
                 print(f"           {why}")
     bad = any(r["state"] in ("invalid", "infeasible") for r in rows)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import PlanError
+from trtbuild.fsutil import read_regular_file
 
 MAX_CONFIG_BYTES = 1 << 20
 """A config.json larger than this (1 MiB) is refused: it is not a model config."""
@@ -118,15 +119,12 @@ def load_model_config(path: Path) -> ModelDims:
     if size > MAX_CONFIG_BYTES:
         raise PlanError(f"{where}: {size} bytes is too large for a model config.json "
                         f"(limit {MAX_CONFIG_BYTES} bytes); is this the right file?")
-    try:
-        with open(cfg_path, "rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except IsADirectoryError:
-        raise PlanError(f"{where}: is a directory, expected a config.json file") from None
+    if os.path.isdir(cfg_path):
+        raise PlanError(f"{where}: is a directory, expected a config.json file")
+    try:  # a regular file only (a FIFO would block open()), read bounded (it may grow after the stat)
+        raw = read_regular_file(cfg_path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise PlanError(f"{where}: cannot read model config: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:  # grew between stat and read
-        raise PlanError(f"{where}: too large for a model config.json (limit {MAX_CONFIG_BYTES} bytes)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -322,9 +322,34 @@ def rule_calibration(c: RuleContext) -> list[Finding]:
     return out
 
 
+def rule_limits(c: RuleContext) -> list[Finding]:
+    """Values that are valid alone but contradict the model or each other."""
+    b, sv, vocab = c.recipe.build, c.recipe.serving, c.dims.vocab_size
+    world = c.recipe.parallelism.tp * c.recipe.parallelism.pp
+    out = []
+    bad_end = [i for i in sv.end_ids or () if i >= vocab]
+    if bad_end:
+        out.append(Finding("serving.token_ids", "error",
+                           f"end id(s) {', '.join(map(str, bad_end))} are not token ids of the model: its vocabulary "
+                           f"has {vocab} tokens (0..{vocab - 1})", "serving.end_ids"))
+    if sv.pad_id is not None and sv.pad_id >= vocab:
+        out.append(Finding("serving.token_ids", "error",
+                           f"pad id {sv.pad_id} is not a token id of the model: its vocabulary has {vocab} tokens "
+                           f"(0..{vocab - 1})", "serving.pad_id"))
+    if b.workers is not None and b.workers > world and not c.gpu.reference:
+        out.append(Finding("build.workers", "error",
+                           f"build.workers {b.workers} exceeds the {world} engine rank(s) (tp x pp) to build; "
+                           f"use at most {world}", "build.workers"))
+    if b.opt_num_tokens is not None and b.opt_num_tokens > b.max_num_tokens:
+        out.append(Finding("len.opt_num_tokens", "error",
+                           f"opt_num_tokens {b.opt_num_tokens} exceeds max_num_tokens {b.max_num_tokens}: the "
+                           "optimisation point must lie inside the profile", "build.opt_num_tokens"))
+    return out
+
+
 RULES: tuple[Rule, ...] = (rule_precision_sm, rule_quant_arch, rule_parallel_dims, rule_awq_block, rule_kv_layout,
                            rule_kv_quant_context_fmha, rule_lengths, rule_build_features, rule_checkpoint_export, rule_model_source,
-                           rule_calibration)
+                           rule_calibration, rule_limits)
 
 
 def run_rules(ctx: RuleContext) -> list[Finding]:

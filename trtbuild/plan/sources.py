@@ -7,13 +7,42 @@ import re
 from pathlib import Path
 
 from trtbuild.errors import PlanError
+from trtbuild.fsutil import read_regular_file
 from trtbuild.recipe.schema import ModelSpec
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_PR_REF = re.compile(r"refs/pr/[1-9][0-9]{0,8}")
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def hf_revision_problem(rev: str) -> str | None:
+    """Why ``rev`` is not a Hugging Face Hub revision, or None when it is one: a full commit sha, the Hub's
+    ``refs/pr/N``, or a branch or tag name by git's ref-name rules (``git check-ref-format``): no ``..``,
+    no component starting with ``.`` or ending ``.lock``, no space, control or ``~^:?*[\\`` character,
+    no ``@{``, not starting with ``-`` or ``/``, not ending with ``/`` or ``.``, no ``//``. A revision
+    names a commit; it is never a path (``../../x`` would leave the Hub cache)."""
+    if _COMMIT.fullmatch(rev) or _PR_REF.fullmatch(rev):
+        return None
+    if not rev or len(rev) > 255:
+        return "a revision is 1 to 255 characters"
+    if _REF_FORBIDDEN.search(rev):
+        return "a revision has no spaces, control characters or any of ~ ^ : ? * [ \\"
+    if ".." in rev or "@{" in rev or "//" in rev or rev == "@":
+        return "a revision contains no '..', '@{' or '//'"
+    if rev.startswith(("-", "/")) or rev.endswith(("/", ".")):
+        return "a revision does not start with '-' or '/' and does not end with '/' or '.'"
+    if any(part.startswith(".") or part.endswith(".lock") for part in rev.split("/")):
+        return "no part of a revision starts with '.' or ends with '.lock'"
+    return None
 
 
 def parse_hf_source(source: str) -> tuple[str, str | None]:
-    """'hf://org/name@rev' → ('org/name', 'rev' or None)."""
+    """'hf://org/name@rev' → ('org/name', 'rev' or None). A revision that is not a commit sha, a branch
+    or a tag (:func:`hf_revision_problem`) is a PlanError: it never reaches a path."""
     body = source[len("hf://"):]
     repo, _, rev = body.partition("@")
+    if rev and (problem := hf_revision_problem(rev)) is not None:
+        raise PlanError(f"model.source: invalid revision {rev!r} in {source!r}: {problem}")
     return repo, (rev or None)
 
 
@@ -33,11 +62,18 @@ def cached_hf_file(repo: str, revision: str | None, filename: str) -> Path | Non
     """A file of an HF repo from the local cache, or None. Resolves branch/tag refs offline."""
     root = hf_cache_dir() / ("models--" + repo.replace("/", "--"))
     rev = revision or "main"
-    if not re.fullmatch(r"[0-9a-f]{40}", rev):
+    if hf_revision_problem(rev) is not None:
+        return None
+    if not _COMMIT.fullmatch(rev):
         ref = root / "refs" / rev
         if not ref.is_file():
             return None
-        rev = ref.read_text().strip()
+        try:
+            rev = read_regular_file(ref, 4096).decode("ascii", "replace").strip()
+        except OSError:
+            return None
+        if not _COMMIT.fullmatch(rev):  # a ref file holds a commit sha, nothing else
+            return None
     candidate = root / "snapshots" / rev / filename
     return candidate if candidate.is_file() else None
 
@@ -54,7 +90,7 @@ def locate_model_config(model: ModelSpec, base_dir: Path) -> Path:
         if p.is_dir():
             p = p / "config.json"
         if not p.is_file():
-            raise PlanError(f"model.config: {p}: no such file")
+            raise PlanError(f"model.config: {p}: " + ("not a regular file" if os.path.lexists(p) else "no such file"))
         return p
     if model.source.startswith("hf://"):
         repo, rev = parse_hf_source(model.source)
@@ -73,5 +109,7 @@ def locate_model_config(model: ModelSpec, base_dir: Path) -> Path:
         raise PlanError(f"model.source: {p}: expected a model directory holding config.json")
     cfg = p / "config.json"
     if not cfg.is_file():
+        if os.path.lexists(cfg):
+            raise PlanError(f"model.source: {cfg}: not a regular file")
         raise PlanError(f"model.source: {p}: no config.json in this directory")
     return cfg

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trtbuild.errors import Diagnostic, RecipeError, SourcePosition, UsageError
+from trtbuild.fsutil import read_regular_file
 from trtbuild.recipe.schema import SECTIONS_WITH_OVERRIDES, Recipe
 from trtbuild.recipe.suggest import describe_error, describe_union_error
 from trtbuild.recipe.yamlpos import PositionMap, YamlLoadError, dotted, load_yaml_with_positions, quote_key
@@ -47,16 +48,22 @@ class LoadedRecipe:
         return self.positions.at(path)
 
 
+MAX_RECIPE_BYTES = 1024 * 1024
+"""A recipe is a page of YAML; anything larger is refused before it is read."""
+
+
 def read_recipe_text(path: Path) -> str:
+    """The recipe file's text. Only a regular file of at most ``MAX_RECIPE_BYTES`` is read, and it is
+    checked before reading: a FIFO, ``/dev/zero`` or a huge file is an error at once, never a hang."""
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p}: no such recipe file")
     if p.is_dir():
         raise UsageError(f"{p}: is a directory, expected a recipe file (recipe.yaml)")
     try:
-        raw = p.read_bytes()
+        raw = read_regular_file(p, MAX_RECIPE_BYTES)
     except OSError as exc:
-        raise UsageError(f"{p}: cannot read: {exc.strerror or exc}") from None
+        raise UsageError(f"{p}: cannot read the recipe: {exc.strerror or exc}") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -7,10 +7,11 @@ settings live under ``build:``; run-time (server) settings under ``runtime:``. T
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 
 WeightQuant = Literal["none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4", "int8_wo", "int4_wo"]
 KvQuant = Literal["none", "fp8", "int8"]
@@ -23,17 +24,25 @@ _UNIT_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
+def _finite_int(number: float, what: str, limit: str) -> int:
+    """``round(number)`` as an int; a ValueError (a schema error, not a crash) for inf, nan or absurd values."""
+    if not math.isfinite(number) or abs(number) > 2**63:
+        raise ValueError(f"{what} is out of range (at most {limit})")
+    return int(round(number))
+
+
 def parse_duration_ms(value: Any) -> Any:
     """'10m' / '30s' / '500ms' / '1h' / a bare number of seconds → milliseconds (int)."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, (int, float)):
-        return int(round(value * 1000))
+        seconds = float(value) if isinstance(value, float) or abs(value) < 2**63 else math.inf
+        return _finite_int(seconds * 1000, "the duration", "365 days")
     if isinstance(value, str):
-        m = _DURATION.match(value)
+        m = _DURATION.match(value) if len(value) <= 1024 else None
         if not m:
-            raise ValueError(f"expected a duration such as '10m', '30s' or '500ms', got {value!r}")
-        return int(round(float(m.group(1)) * _UNIT_MS[m.group(2)]))
+            raise ValueError(f"expected a duration such as '10m', '30s' or '500ms', got {value[:64]!r}")
+        return _finite_int(float(m.group(1)) * _UNIT_MS[m.group(2)], "the duration", "365 days")
     return value
 
 
@@ -41,12 +50,14 @@ def parse_size_bytes(value: Any) -> Any:
     """'8GiB' / '512MB' / a bare number of bytes → bytes (int)."""
     if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, float):
+        return _finite_int(value, "the size", "1 PiB")
     if isinstance(value, str):
-        m = _SIZE.match(value)
+        m = _SIZE.match(value) if len(value) <= 1024 else None
         if not m:
-            raise ValueError(f"expected a size such as '8GiB' or '512MB', got {value!r}")
+            raise ValueError(f"expected a size such as '8GiB' or '512MB', got {value[:64]!r}")
         unit = (m.group(2) or "B").lower()
-        return int(float(m.group(1)) * _UNIT_BYTES[unit])
+        return _finite_int(float(m.group(1)) * _UNIT_BYTES[unit], "the size", "1 PiB")
     return value
 
 
@@ -55,7 +66,9 @@ SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes), Field(ge=0, le=2**
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # strict: `max_num_tokens: true` is not 1 and `"64"` is not 64. Tuple fields say strict=False (a YAML list
+    # is not a tuple) and keep their items strict.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, strict=True)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -81,8 +94,11 @@ class ModelSpec(Section):
             repo, _, rev = body.partition("@")
             if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo):
                 raise ValueError(f"expected hf://org/name@revision, got {v!r}")
-            if "@" in body and not re.fullmatch(r"[\w./-]+", rev):
-                raise ValueError(f"invalid revision {rev!r} in {v!r}")
+            if "@" in body:
+                from trtbuild.plan.sources import hf_revision_problem
+
+                if (problem := hf_revision_problem(rev)) is not None:
+                    raise ValueError(f"invalid revision {rev!r} in {v!r}: {problem}")
         elif "://" in v:
             raise ValueError(f"unsupported model source scheme in {v!r}: use a local directory or hf://org/name@revision")
         if "\x00" in v:
@@ -205,7 +221,7 @@ class RetentionRule(Section):
 
 
 class Retention(Section):
-    rules: tuple[RetentionRule, ...] = ()
+    rules: tuple[RetentionRule, ...] = Field(default=(), strict=False)
     """Priority rules for KV blocks of the prompt; earlier rules win."""
     decode_priority: int = Field(default=35, ge=0, le=100)
     """Priority of blocks written while decoding."""
@@ -283,13 +299,13 @@ class Serving(Section):
     """Instance counts of the Python models."""
     tokenizer: TokenizerOptions = TokenizerOptions()
     """Tokenizer options for pre/post-processing."""
-    end_ids: tuple[int, ...] | None = None
+    end_ids: tuple[Annotated[int, Strict()], ...] | None = Field(default=None, strict=False)
     """End-of-sequence token ids (several allowed, e.g. Llama-3's <|eot_id|>); default: from the model."""
     pad_id: int | None = Field(default=None, ge=0)
     """Padding token id; default: the tokenizer's pad, else the first end id."""
-    stop_words: tuple[str, ...] = ()
+    stop_words: tuple[Annotated[str, Strict()], ...] = Field(default=(), strict=False)
     """Default stop strings (clients may add their own)."""
-    bad_words: tuple[str, ...] = ()
+    bad_words: tuple[Annotated[str, Strict()], ...] = Field(default=(), strict=False)
     """Default banned strings."""
 
     @field_validator("end_ids")
@@ -387,6 +403,13 @@ class Recipe(Section):
     """How the engine stage runs TensorRT-LLM."""
     publish: Publish = Publish()
     """Where `trtbuild compile --publish` sends artifacts."""
+
+    @field_validator("recipe", mode="before")
+    @classmethod
+    def _recipe_version(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # Literal[1] would take True (True == 1)
+            raise ValueError(f"expected the recipe format version 1, got {v!r}")
+        return v
 
     @field_validator("name")
     @classmethod

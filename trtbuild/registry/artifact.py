@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trtbuild.cache.digests import iter_tree_files
 from trtbuild.errors import PublishError, UsageError
+from trtbuild.fsutil import read_regular_file
 from trtbuild.registry.client import OCI_MANIFEST
 from trtbuild.registry.layers import TAR_MEDIA_TYPE, safe_relpath
 
@@ -79,8 +80,8 @@ def read_artifact_info(src_dir: Path) -> ArtifactInfo | None:
     if not path.exists():
         return None
     try:
-        return ArtifactInfo.model_validate_json(path.read_bytes())
-    except (ValidationError, ValueError) as exc:
+        return ArtifactInfo.model_validate_json(read_regular_file(path, 16 * 1024 * 1024))
+    except (ValidationError, ValueError, OSError) as exc:
         raise PublishError(f"{path}: not a valid {ARTIFACT_INFO_NAME}: {exc}") from None
 
 

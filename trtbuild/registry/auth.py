@@ -15,11 +15,12 @@ import base64
 import binascii
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from trtbuild.fsutil import read_regular_file
 
 ENV_USERNAME = "TRTBUILD_REGISTRY_USERNAME"
 ENV_PASSWORD = "TRTBUILD_REGISTRY_PASSWORD"
@@ -69,12 +70,13 @@ def _normalize_server(server: str) -> str:
 
 def run_credential_helper(helper: str, server: str) -> str | None:
     """Run ``docker-credential-<helper> get``; its stdout, or None if absent or failing."""
-    exe = shutil.which(f"docker-credential-{helper}")
+    from trtbuild.toolchain.process import run_child, which
+
+    exe = which(f"docker-credential-{helper}")  # absolute PATH entries only: never one in the current directory
     if exe is None:
         return None
     try:
-        done = subprocess.run([exe, "get"], input=server, capture_output=True, text=True, timeout=30,
-                              check=False)
+        done = run_child([exe, "get"], input=server, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -119,7 +121,7 @@ def resolve_credentials(registry: str, *, env: Mapping[str, str] | None = None,
         return Credentials(user, secret, source="environment")
     path = docker_config or docker_config_path(env)
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(read_regular_file(path, 16 * 1024 * 1024))
     except (OSError, ValueError):
         return None
     if not isinstance(config, dict):

@@ -1,9 +1,12 @@
-"""A small OCI distribution client on ``requests``: HEAD/POST/PUT blobs, PUT/GET manifests, tags.
+"""A small OCI distribution client on ``requests``: HEAD/POST/PATCH/PUT blobs, PUT/GET manifests, tags.
 
 Why not oras' Python API (0.2.x): its ``put_upload`` reads a whole blob into memory (engines are many
 GB), ``download_blob`` does not verify digests, and every request failure is retried with sleeps of
-2 + 3^n seconds. This client streams uploads from files, hashes downloads as they arrive, and fails fast
-with a ``PublishError`` that names the registry and the operation, never a credential.
+2 + 3^n seconds. This client streams uploads from files, uploads large blobs in resumable chunks
+(:mod:`trtbuild.registry.upload`: an interrupted upload resumes where the registry stopped), hashes
+downloads as they arrive, and fails fast with a ``PublishError`` that names the registry and the
+operation, never a credential. Credentials are only ever sent to the registry's own origin, never to a
+host an answer points at.
 
 Auth: anonymous first; on 401 it answers a ``Basic`` challenge with the credentials, or fetches a
 ``Bearer`` token from the challenge's realm (per repository scope, cached). The ``session`` is injected
@@ -19,12 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from trtbuild.errors import PublishError
 from trtbuild.registry.auth import Credentials
+from trtbuild.registry.upload import DEFAULT_CHUNK_BYTES, ChunkedUpload
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -49,7 +53,8 @@ class RegistryClient:
     def __init__(self, registry: str, *, plain_http: bool = False, verify_tls: bool = True,
                  credentials: Credentials | None = None, session: requests.Session | None = None,
                  timeout: float = 300.0, retries: int = 2, backoff_s: float = 0.5,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                 upload_state_dir: Path | None = None):
         self.registry = registry
         self.base_url = f"{'http' if plain_http else 'https'}://{registry}"
         self.credentials = credentials
@@ -61,6 +66,23 @@ class RegistryClient:
         self._sleep = sleep
         self._tokens: dict[str, str] = {}
         self._basic = False
+        self.chunk_bytes = chunk_bytes
+        """Blobs from files larger than this are uploaded in chunks of this size (resumable)."""
+        self.upload_state_dir = upload_state_dir
+        """Where upload sessions are remembered so a later run resumes them (None: this run only)."""
+
+    @property
+    def retries(self) -> int:
+        return self._retries
+
+    def backoff(self, attempt: int) -> None:
+        """Sleep before retry number ``attempt`` (1, 2, ...)."""
+        self._sleep(self._backoff * 2 ** (attempt - 1))
+
+    def same_origin(self, url: str) -> bool:
+        """Whether ``url`` is this registry (scheme, host and port): only there do credentials go."""
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}".lower() == self.base_url.lower()
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r})"
@@ -115,16 +137,17 @@ class RegistryClient:
         return True
 
     def _send(self, method: str, path: str, *, repo: str = "", push: bool = False,
-              headers: dict[str, str] | None = None, body: bytes | Path | None = None,
+              headers: dict[str, str] | None = None, body: Any = None,
               stream: bool = False, retry: bool = True) -> requests.Response:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        trusted = self.same_origin(url)  # never send a credential to another host
         scope = f"repository:{repo}:{'pull,push' if push else 'pull'}" if repo else "registry:catalog:*"
         attempts = self._retries + 1 if retry else 1
         authed = False
         attempt = 0
         while True:
             hdrs = dict(headers or {})
-            auth = self._authorization(scope)
+            auth = self._authorization(scope) if trusted else None
             if auth:
                 hdrs["Authorization"] = auth
             try:
@@ -142,7 +165,7 @@ class RegistryClient:
                     continue
                 raise RegistryUnreachable(f"registry {self.registry} unreachable during {method} "
                                           f"{_short(url)}: {_reason(exc)}") from None
-            if resp.status_code == 401 and not authed and self._authenticate(resp, scope):
+            if resp.status_code == 401 and trusted and not authed and self._authenticate(resp, scope):
                 authed = True
                 continue
             if resp.status_code in (502, 503, 504) and attempt + 1 < attempts:
@@ -179,8 +202,15 @@ class RegistryClient:
             return False
         self._fail(resp, f"checking blob {digest} in {repo}")
 
-    def upload_blob(self, repo: str, digest: str, size: int, source: bytes | Path) -> None:
-        """POST an upload session, then PUT the content (streamed from a file) with its digest."""
+    send = _send  # for trtbuild.registry.upload
+    fail = _fail
+
+    def upload_blob(self, repo: str, digest: str, size: int, source: bytes | Path) -> int:
+        """Upload a blob; returns the bytes sent. A file larger than ``chunk_bytes`` goes in resumable
+        chunks (:class:`trtbuild.registry.upload.ChunkedUpload`); anything else is one POST + PUT."""
+        if isinstance(source, Path) and size > self.chunk_bytes:
+            return ChunkedUpload(self, repo, digest, size, source, chunk_bytes=self.chunk_bytes,
+                                 state_dir=self.upload_state_dir).run()
         what = f"uploading blob {digest} to {repo}"
         for attempt in range(self._retries + 1):
             try:
@@ -189,17 +219,21 @@ class RegistryClient:
                 if start.status_code != 202 or not start.headers.get("Location"):
                     self._fail(start, what)
                 loc = urljoin(self.base_url + "/", start.headers["Location"])
+                if not self.same_origin(loc):
+                    raise PublishError(f"{what}: registry {self.registry} sent the upload to another host "
+                                       f"({loc.split('/')[2]}); refusing it")
                 loc += ("&" if "?" in loc else "?") + f"digest={digest}"
                 done = self._send("PUT", loc, repo=repo, push=True, body=source, retry=False,
                                   headers={"Content-Type": "application/octet-stream",
                                            "Content-Length": str(size)})
                 if done.status_code not in (201, 204):
                     self._fail(done, what)
-                return
+                return size
             except RegistryUnreachable:
                 if attempt == self._retries:
                     raise
                 self._sleep(self._backoff * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def manifest_digest(self, repo: str, reference: str) -> str | None:
         """The digest a tag (or digest) resolves to, or None if it does not exist."""

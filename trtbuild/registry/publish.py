@@ -50,7 +50,8 @@ class PublishEvent:
     """Progress of a publish or pull, for a progress display or a test hook."""
 
     kind: str
-    """``blob-exists``, ``blob-uploaded``, ``tag-unchanged``, ``tag-set``, ``blob-downloaded``."""
+    """``blob-exists``, ``blob-uploaded``, ``blob-resumed`` (an interrupted upload finished: ``size`` is what
+    this run sent), ``tag-unchanged``, ``tag-set``, ``blob-downloaded``."""
     name: str
     """Layer title, ``config``, or the tag."""
     digest: str
@@ -102,14 +103,15 @@ class PullResult:
 
 def client_for(ref: OciRef, *, plain_http: bool = False, insecure: bool = False,
                env: Mapping[str, str] | None = None, session: requests.Session | None = None,
-               retries: int = 2) -> RegistryClient:
-    """A client for ``ref``'s registry with credentials from the environment / docker config."""
+               retries: int = 2, upload_state_dir: Path | None = None) -> RegistryClient:
+    """A client for ``ref``'s registry with credentials from the environment / docker config;
+    ``upload_state_dir`` (the cache's ``uploads/``) lets an interrupted upload resume in a later run."""
     if plain_http and not ref.is_loopback:
         raise UsageError(f"plain HTTP is only allowed for a loopback registry (localhost, 127.0.0.1, ::1), "
                          f"not {ref.registry}; use TLS")
     creds = resolve_credentials(ref.registry, env=env)
     return RegistryClient(ref.registry, plain_http=plain_http, verify_tls=not insecure, credentials=creds,
-                          session=session, retries=retries)
+                          session=session, retries=retries, upload_state_dir=upload_state_dir)
 
 
 def _as_ref(ref: OciRef | str) -> OciRef:
@@ -157,10 +159,10 @@ def publish_artifact(src_dir: Path, ref: OciRef | str, *, client: RegistryClient
                 skipped.append(digest)
                 emit(PublishEvent("blob-exists", name, digest, size))
                 continue
-            client.upload_blob(repo, digest, size, source)
+            n = client.upload_blob(repo, digest, size, source)
             uploaded.append(digest)
-            sent += size
-            emit(PublishEvent("blob-uploaded", name, digest, size))
+            sent += n
+            emit(PublishEvent("blob-uploaded" if n >= size else "blob-resumed", name, digest, n))
 
     tags = [ref.tag]
     if tag_by_fingerprint and info is not None and info.fingerprint:

@@ -245,7 +245,7 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         trtllm=MappingProxyType(trtllm), client=load_contract(logits_dtype, prompt_dtype), ensemble_steps=steps,
         world_size=world, tp=1 if reference else engine.tp, pp=1 if reference else engine.pp,
         launch_ranks=tuple(tuple(rank) for rank in script_ranks(world)),
-        engine_version=engine.version or "1.2.x", engine_dir_display=str(engine_dir or ""),
+        engine_version=engine.version or "1.2.x", engine_dir_display=str(engine_ref or engine_dir or ""),
         hf_model_display=(hf_model_path or "").replace("../../", "") or HF_MODEL_DIR,
         notes=tuple(notes),
     )

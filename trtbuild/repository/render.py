@@ -131,6 +131,8 @@ def render_files(plan: BuildPlan, *, tokenizer_dir: Path, engine_dir: Path | Non
     reference = bool(plan.target.get("reference"))
     tokenizer = read_tokenizer(plan, Path(tokenizer_dir), hf_model_dir)
     engine = read_engine_limits(plan, engine_dir)
+    if engine_ref is not None and engine.path is not None:  # the path the repository uses, not the build's
+        engine = engine.model_copy(update={"path": engine_ref})
     par = plan.settings.parallelism
     if not reference and (engine.tp, engine.pp) != (par.tp, par.pp):
         raise RepositoryError(f"the engine at {engine_dir} is tp {engine.tp} x pp {engine.pp} but the plan is tp "

@@ -143,17 +143,37 @@ class TritonServer:
             self.python_env.apply(env)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.update(self.extra_env)
-        return env
+        # The Python stubs import from PYTHONPATH and find programs on PATH: an empty or relative entry
+        # would resolve in the repository directory (the server's cwd), so only absolute ones are kept.
+        from trtbuild.toolchain.process import child_environment
+
+        return child_environment(env)
+
+    def working_directory(self) -> Path:
+        """The server's cwd: an empty private directory. Triton's Python stubs put their cwd first on
+        sys.path, so a json.py or numpy.py lying there would be imported by every Python model. A relative
+        engine path (``../engine`` in a compiled artifact, read by the C++ backend against the cwd) is
+        reproduced by a symlink beside it, so it resolves as it does from the repository directory."""
+        cwd = self._tmp / "cwd"
+        engine = self.manifest.engine.path
+        if engine and not os.path.isabs(engine) and not self.manifest.reference:
+            parts = Path(os.path.normpath(engine)).parts
+            ups = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
+            cwd = self._tmp.joinpath("cwd", *(["d"] * max(ups - 1, 0)))
+            link = Path(os.path.normpath(cwd / engine))
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not os.path.lexists(link):
+                link.symlink_to((self.repo / engine).resolve(), target_is_directory=True)
+        cwd.mkdir(parents=True, exist_ok=True)
+        return cwd
 
     # -------------------------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 180.0) -> TritonServer:
         argv = self.argv()
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
         self._log: Any = log
-        # cwd = the repository directory: relative paths in the configs (the engine at ../engine in a
-        # compiled artifact) are relative to it, as with launch.sh.
         self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
-                                        start_new_session=True, cwd=self.repo)
+                                        start_new_session=True, cwd=self.working_directory())
         try:
             self.wait_ready(timeout)
         except BaseException:

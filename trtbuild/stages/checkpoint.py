@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
 import time
@@ -157,7 +158,8 @@ class CheckpointManifest:
     input_files: tuple[FileDigest, ...]
     versions: tuple[tuple[str, str], ...]
     device: str
-    wall_s: float
+    wall_s: float = field(default=0.0, compare=False)
+    """How long this run took: a build fact, not written into ``trtbuild-checkpoint.json``."""
     calibration: tuple[tuple[str, Any], ...] = field(default=())
     inputs: tuple[tuple[str, Any], ...] = field(default=())
     converter: str = "modelopt"
@@ -170,7 +172,7 @@ class CheckpointManifest:
             "format": MANIFEST_FORMAT, "stage_version": STAGE_VERSION,
             "converter": self.converter, "converter_note": self.converter_note,
             "quant_algo": self.quant_algo, "kv_cache_quant_algo": self.kv_cache_quant_algo,
-            "world_size": self.world_size, "device": self.device, "wall_s": self.wall_s,
+            "world_size": self.world_size, "device": self.device,
             "versions": dict(self.versions), "inputs": dict(self.inputs), "calibration": dict(self.calibration),
             "input_files": [f._asdict() for f in self.input_files],
             "files": [f._asdict() for f in self.files],
@@ -187,7 +189,7 @@ class CheckpointManifest:
                 out_dir=Path(out_dir), quant_algo=data["quant_algo"], kv_cache_quant_algo=data["kv_cache_quant_algo"],
                 world_size=data["world_size"], files=tuple(FileDigest(**f) for f in data["files"]),
                 input_files=tuple(FileDigest(**f) for f in data["input_files"]),
-                versions=tuple(sorted(data["versions"].items())), device=data["device"], wall_s=data["wall_s"],
+                versions=tuple(sorted(data["versions"].items())), device=data["device"],
                 calibration=tuple(sorted(data["calibration"].items())), inputs=tuple(sorted(data["inputs"].items())),
                 converter=data.get("converter", "modelopt"), converter_note=data.get("converter_note"))
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -302,13 +304,23 @@ def run_checkpoint(inputs: CheckpointInputs, out_dir: Path, *, progress: Progres
             world_size=inputs.tp * inputs.pp, files=_digest_dir(stage), input_files=input_files,
             versions=toolchain_versions(), device=device, wall_s=round(time.monotonic() - started, 3),
             calibration=tuple(sorted(calib_info.items())),
-            inputs=tuple(sorted((k, v) for k, v in inputs.to_json().items() if k != "input_files")),
+            inputs=_recorded_inputs(inputs),
             converter="streaming" if use_streaming else "modelopt", converter_note=note)
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _recorded_inputs(inputs: CheckpointInputs) -> tuple[tuple[str, Any], ...]:
+    """The inputs as ``trtbuild-checkpoint.json`` records them: settings, never where files live (the
+    model and tokenizer directories are locations; their content is ``input_files``), so the same inputs
+    give the same bytes wherever the model, the HF cache or the trtbuild cache are."""
+    out = {k: v for k, v in inputs.to_json().items() if k not in ("input_files", "model_dir", "tokenizer_dir")}
+    if os.path.isabs(str(out.get("calib_dataset", ""))):
+        out["calib_dataset"] = "file:" + os.path.basename(str(out["calib_dataset"]))
+    return tuple(sorted(out.items()))
+
+
 def toolchain_versions() -> tuple[tuple[str, str], ...]:
     """Python, trtbuild and library versions, from package metadata (nothing is imported)."""
     import trtbuild

@@ -4,6 +4,10 @@
 its own process, so torch, transformers, ModelOpt and the whole model are given back to the system when
 the stage ends, and the stage's peak memory is its own (the worker's ``VmHWM``).
 
+The worker is started isolated (``python -I`` with the parent's ``sys.path`` minus the current directory:
+:func:`trtbuild.toolchain.process.isolated_python_argv`), so a ``numpy.py``, ``concurrent.py`` or
+``sitecustomize.py`` in the directory compile runs in is never imported.
+
 Protocol (one worker per stage run, nothing written outside the stage's output directory):
 
 * the parent writes one JSON request on the worker's stdin: the :class:`CheckpointInputs` (round-tripped
@@ -31,7 +35,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -153,17 +157,16 @@ class WorkerResult:
     peak_rss_bytes: int
     """The worker's VmHWM: everything the stage held at once, imports included."""
     pid: int
+    facts: dict[str, Any] = field(default_factory=dict)
+    """Build facts of the stage (duration, device, converter): for the report, never in the artifact."""
 
 
 def _child_env() -> dict[str, str]:
-    """The parent's environment; the parent's trtbuild on PYTHONPATH when the default path misses it."""
-    import trtbuild
+    """The parent's environment without relative search-path entries (the interpreter itself runs
+    isolated: see :func:`trtbuild.toolchain.process.isolated_python_argv`)."""
+    from trtbuild.toolchain.process import child_environment
 
-    env = dict(os.environ)
-    root = str(Path(trtbuild.__file__).resolve().parent.parent)
-    if root not in {str(Path(p).resolve()) for p in sys.path if p}:
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    return env
+    return child_environment()
 
 
 def _stderr_fd() -> int:
@@ -228,7 +231,9 @@ def run_checkpoint_in_child(inputs: CheckpointInputs, out_dir: Path, *, progress
     request = {"protocol": PROTOCOL, "inputs": inputs_to_json(inputs),
                "out_dir": str(Path(out_dir).absolute()), "device": device, "converter": converter}
     read_fd, write_fd = os.pipe()
-    argv = [sys.executable, "-m", MODULE, "--events-fd", str(write_fd), "--parent-pid", str(os.getpid())]
+    from trtbuild.toolchain.process import isolated_python_argv
+
+    argv = isolated_python_argv(MODULE, "--events-fd", str(write_fd), "--parent-pid", str(os.getpid()))
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=_stderr_fd(), pass_fds=(write_fd,),
                                 env=_child_env())
@@ -253,7 +258,8 @@ def run_checkpoint_in_child(inputs: CheckpointInputs, out_dir: Path, *, progress
         raise error_from_json(outcome)
     if outcome is None or rc != 0:
         raise _died(rc, proc.pid)
-    return WorkerResult(peak_rss_bytes=int(outcome["peak_rss_bytes"]), pid=proc.pid)
+    return WorkerResult(peak_rss_bytes=int(outcome["peak_rss_bytes"]), pid=proc.pid,
+                        facts=dict(outcome.get("facts") or {}))
 
 
 # -------------------------------------------------------------------------------- child side
@@ -330,16 +336,17 @@ def main(argv: list[str] | None = None) -> int:
                                   f"expected {PROTOCOL}")
         from trtbuild.stages.checkpoint import run_checkpoint
 
-        run_checkpoint(inputs_from_json(request["inputs"]), Path(request["out_dir"]),
-                       progress=ForwardingProgress(send), device=request["device"],
-                       converter=request["converter"])
+        manifest = run_checkpoint(inputs_from_json(request["inputs"]), Path(request["out_dir"]),
+                                  progress=ForwardingProgress(send), device=request["device"],
+                                  converter=request["converter"])
     except KeyboardInterrupt:
         return 130
     except Exception as e:
         with contextlib.suppress(OSError):
             send(error_to_json(e))
         return e.exit_code if isinstance(e, TrtbuildError) else 1
-    send({"event": "result", "peak_rss_bytes": peak_rss_bytes()})
+    facts = {"wall_s": manifest.wall_s, "device": manifest.device, "converter": manifest.converter}
+    send({"event": "result", "peak_rss_bytes": peak_rss_bytes(), "facts": facts})
     return 0
 
 

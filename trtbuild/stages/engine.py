@@ -5,7 +5,12 @@ Order of work, cheapest checks first: the checkpoint's config.json against the p
 ``trtllm-build`` runs through an executor into a staging directory, the engine is validated against the
 plan (:mod:`trtbuild.stages.engine_checks`), ``trtbuild-engine.json`` is written, and only then is the
 directory renamed into place. Any failure leaves no directory that looks complete; the build log stays
-beside it (``<out>.trtllm-build.log``).
+beside it (``<out>.trtllm-build.log``, or ``log_path``).
+
+Reproducible: ``trtbuild-engine.json`` records what the engine is built from and with, never where or when
+(no host paths, no timestamps, no durations, no machine names): the same inputs give the same bytes
+wherever the cache lives. Those build facts are :meth:`EngineManifest.build_facts`, which the caller puts
+in the build report beside the artifact.
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from trtbuild.errors import EngineError
-from trtbuild.fsutil import sha256_file, staged_dir, write_atomic
+from trtbuild.fsutil import read_regular_file, sha256_file, staged_dir, write_atomic
 from trtbuild.plan.planner import require_feasible
 from trtbuild.progress import Progress
 from trtbuild.stages.engine_checks import (
@@ -41,7 +46,9 @@ if TYPE_CHECKING:
     from trtbuild.plan.planner import BuildPlan
 
 MANIFEST_NAME = "trtbuild-engine.json"
-MANIFEST_FORMAT = "trtbuild-engine/1"
+MANIFEST_FORMAT = "trtbuild-engine/2"
+CHECKPOINT_PLACEHOLDER = "<checkpoint_dir>"
+OUTPUT_PLACEHOLDER = "<output_dir>"
 _SHOWN = re.compile(r"\[E\]|\berror\b|Traceback|Build TensorRT engine|Total time", re.IGNORECASE)
 
 
@@ -68,42 +75,54 @@ class EngineManifest(_Frozen):
     stage_key: str
     """The plan's engine-stage key."""
     plan_digest: str
-    """sha256 of the whole plan (canonical JSON)."""
+    """sha256 of the whole plan (canonical JSON) but the paths it was read from."""
     executor: str
     trtllm_version: str
     tensorrt_version: str | None
-    gpu_name: str
     gpu_sm: int
     image: str | None
     image_digest: str | None
     command: tuple[str, ...]
-    """The trtllm-build argv, with the paths the tool saw."""
-    command_line: tuple[str, ...]
-    """What was executed (e.g. ``docker run ... trtllm-build ...``)."""
+    """The trtllm-build argv, the checkpoint and output directories written ``<checkpoint_dir>`` and
+    ``<output_dir>`` (the executed command line, with its host paths, is in the build report)."""
     tp: int
     pp: int
     world_size: int
-    wall_s: float
-    built_at: str
     adjustments: tuple[str, ...]
     """Values trtllm-build records differently from the plan, and why (expected, harmless ones)."""
     files: tuple[EngineFile, ...]
+    # Build facts: true of this build, not of the engine. Never written into the artifact (exclude=True).
+    gpu_name: str = Field(default="", exclude=True)
+    command_line: tuple[str, ...] = Field(default=(), exclude=True)
+    wall_s: float = Field(default=0.0, exclude=True)
+    built_at: str = Field(default="", exclude=True)
+    log_path: str = Field(default="", exclude=True)
 
     def to_json(self) -> dict[str, Any]:
+        """The content of ``trtbuild-engine.json`` (no build facts)."""
         return self.model_dump(mode="json")
+
+    def build_facts(self) -> dict[str, Any]:
+        """What varies from build to build (for the report beside the artifact)."""
+        return {"gpu_name": self.gpu_name, "command_line": list(self.command_line), "wall_s": self.wall_s,
+                "built_at": self.built_at, "log": self.log_path}
 
     @classmethod
     def load(cls, engine_dir: Path) -> EngineManifest:
         path = Path(engine_dir) / MANIFEST_NAME
         try:
-            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+            return cls.model_validate_json(read_regular_file(path, 64 * 1024 * 1024))
         except (OSError, ValueError) as exc:
             raise EngineError(f"{path}: unreadable engine manifest ({type(exc).__name__}: {exc})") from None
 
 
 def plan_digest(plan: BuildPlan) -> str:
-    return hashlib.sha256(json.dumps(plan.to_json(), sort_keys=True, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
+    """sha256 of the plan, without where its files were found (the recipe's and the model config's paths
+    as given on the command line): the same plan has the same digest from any directory."""
+    doc = plan.to_json()
+    doc["recipe"] = {k: v for k, v in dict(doc.get("recipe") or {}).items() if k != "path"}
+    doc["model"] = {k: v for k, v in dict(doc.get("model") or {}).items() if k != "config"}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def default_log_path(out_dir: Path) -> Path:
@@ -168,15 +187,17 @@ def run_engine_stage(plan: BuildPlan, checkpoint_dir: Path, out_dir: Path, *, ex
                       for f in sorted(stage.iterdir()) if f.is_file())
         gpu = toolchain_info.gpus[0]
         tp, pp = plan.settings.parallelism.tp, plan.settings.parallelism.pp
+        places = {str(ck): CHECKPOINT_PLACEHOLDER, str(st): OUTPUT_PLACEHOLDER}
         manifest = EngineManifest(
             fake=fake, recipe=plan.settings.name, target=str(plan.target["key"]), target_sm=int(plan.target["sm"]),
             stage_key=plan.stage("engine").key, plan_digest=plan_digest(plan),  # type: ignore[union-attr]
             executor=toolchain_info.executor, trtllm_version=str(toolchain_info.trtllm_version),
-            tensorrt_version=toolchain_info.tensorrt_version, gpu_name=gpu.name, gpu_sm=gpu.sm,
-            image=toolchain_info.image, image_digest=toolchain_info.image_digest, command=tuple(argv),
-            command_line=tuple(command_line), tp=tp, pp=pp, world_size=tp * pp, wall_s=round(result.wall_s, 3),
-            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            adjustments=tuple(c.format() for c in changes), files=files)
+            tensorrt_version=toolchain_info.tensorrt_version, gpu_sm=gpu.sm,
+            image=toolchain_info.image, image_digest=toolchain_info.image_digest,
+            command=tuple(places.get(a, a) for a in argv), tp=tp, pp=pp, world_size=tp * pp,
+            adjustments=tuple(c.format() for c in changes), files=files, gpu_name=gpu.name,
+            command_line=tuple(command_line), wall_s=round(result.wall_s, 3),
+            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), log_path=str(log_path))
         (stage / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", encoding="utf-8")
     if timing_cache is not None and timing_cache.is_file():
         write_atomic(_sidecar(timing_cache), json.dumps(_toolchain_id(toolchain_info), sort_keys=True) + "\n")

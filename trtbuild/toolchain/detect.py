@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtbuild.errors import ToolchainError
+from trtbuild.toolchain.process import run_child
+from trtbuild.toolchain.process import which as which_absolute
 
 if TYPE_CHECKING:
     from trtbuild.plan.planner import BuildPlan
@@ -175,11 +176,16 @@ print(json.dumps(out))
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-def run_probe(argv_prefix: Sequence[str], *, run: Run = subprocess.run, timeout: float = 300) -> dict[str, Any]:
+def run_probe(argv_prefix: Sequence[str], *, run: Run = run_child, timeout: float = 300) -> dict[str, Any]:
     """Run the probe with ``argv_prefix`` (an interpreter, or ``docker run ... python3``) and parse its JSON."""
+    import tempfile
+
     argv = [*argv_prefix, "-c", PROBE_SCRIPT]
     try:
-        proc = run(argv, capture_output=True, text=True, timeout=timeout)
+        # `python -c` puts its working directory first on sys.path: run it in an empty one, so a json.py or
+        # pynvml.py where trtbuild was started is never imported.
+        with tempfile.TemporaryDirectory(prefix="trtbuild-probe-") as empty:
+            proc = run(argv, capture_output=True, text=True, timeout=timeout, cwd=empty)
     except FileNotFoundError as exc:
         raise ToolchainError(f"cannot run the toolchain probe: {exc}", command=argv[:-2] + ["-c", "<probe>"]) from None
     except subprocess.TimeoutExpired:
@@ -218,11 +224,11 @@ def script_interpreter(program: str | None) -> str | None:
     if not parts:
         return None
     if Path(parts[0]).name == "env" and len(parts) > 1:
-        return shutil.which(parts[1])
+        return which_absolute(parts[1])
     return parts[0] if Path(parts[0]).is_file() else None
 
 
-def detect_local_toolchain(*, which: Callable[[str], str | None] = shutil.which, run: Run = subprocess.run,
+def detect_local_toolchain(*, which: Callable[[str], str | None] = which_absolute, run: Run = run_child,
                            python: str | None = None) -> ToolchainInfo:
     """Probe this machine: the Python behind ``trtllm-build`` (else ``python``/this interpreter) and its GPUs."""
     program = which("trtllm-build")

@@ -14,12 +14,13 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from trtbuild.errors import ToolchainError
+from trtbuild.fsutil import read_regular_file
 from trtbuild.toolchain.detect import (
     CONTAINER_IMAGE_HINT,
     SUPPORTED_TRTLLM,
@@ -28,7 +29,8 @@ from trtbuild.toolchain.detect import (
     info_from_probe,
     run_probe,
 )
-from trtbuild.toolchain.process import Runner, RunResult, run_logged, spawn_process
+from trtbuild.toolchain.process import Runner, RunResult, run_child, run_logged, spawn_process
+from trtbuild.toolchain.process import which as which_absolute
 
 CONTAINER_ROOT = Path("/trtbuild")
 RUNTIMES = ("docker", "podman")
@@ -65,8 +67,36 @@ class Executor(Protocol):
     def run(self, job: BuildJob, on_line: Callable[[str], None] | None = None) -> RunResult: ...
 
 
+def workdir_timing_cache(timing_cache: Path | None) -> Path | None:
+    """The timing cache as a local ``trtllm-build`` sees it: its bare file name, in the job's working directory.
+
+    trtllm-build records the timing-cache paths in the engine's config.json; a path relative to the
+    scratch working directory is the same wherever the trtbuild cache lives, so the engine's bytes are too.
+    """
+    return Path(Path(timing_cache).name) if timing_cache is not None else None
+
+
+@contextlib.contextmanager
+def timing_cache_in_workdir(job: BuildJob) -> Iterator[None]:
+    """Copy the job's timing cache into its working directory for the run; copy it back after a success."""
+    job.work_dir.mkdir(parents=True, exist_ok=True)
+    if job.timing_cache is None:
+        yield
+        return
+    local = job.work_dir / Path(job.timing_cache).name
+    if job.timing_cache.is_file():
+        shutil.copyfile(job.timing_cache, local)
+    yield
+    if local.is_file():
+        job.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = job.timing_cache.with_name(f".{job.timing_cache.name}.tmp-{os.getpid()}")
+        shutil.copyfile(local, tmp)
+        os.replace(tmp, job.timing_cache)
+
+
 class LocalExecutor:
-    """Runs ``trtllm-build`` as a child process here (so its GPU memory is freed when it exits)."""
+    """Runs ``trtllm-build`` as a child process here (so its GPU memory is freed when it exits), in the job's
+    scratch working directory, with the timing cache copied there (:func:`workdir_timing_cache`)."""
 
     kind = "local"
 
@@ -80,8 +110,7 @@ class LocalExecutor:
 
     def tool_paths(self, checkpoint_dir: Path, output_dir: Path,
                    timing_cache: Path | None) -> tuple[Path, Path, Path | None]:
-        return (Path(checkpoint_dir).absolute(), Path(output_dir).absolute(),
-                Path(timing_cache).absolute() if timing_cache else None)
+        return Path(checkpoint_dir).absolute(), Path(output_dir).absolute(), workdir_timing_cache(timing_cache)
 
     def command_lines(self, job: BuildJob) -> list[list[str]]:
         return [[*self._program, *job.argv[1:]]]
@@ -90,9 +119,9 @@ class LocalExecutor:
         return self._detector()
 
     def run(self, job: BuildJob, on_line: Callable[[str], None] | None = None) -> RunResult:
-        job.work_dir.mkdir(parents=True, exist_ok=True)
-        return run_logged(self.command_lines(job)[0], runner=self._runner, log_path=job.log_path,
-                          timeout_s=job.timeout_s, on_line=on_line, cwd=job.work_dir, env=self._env)
+        with timing_cache_in_workdir(job):
+            return run_logged(self.command_lines(job)[0], runner=self._runner, log_path=job.log_path,
+                              timeout_s=job.timeout_s, on_line=on_line, cwd=job.work_dir, env=self._env)
 
 
 class ContainerExecutor:
@@ -101,7 +130,7 @@ class ContainerExecutor:
     kind = "container"
 
     def __init__(self, image: str, runtime: str, *, runner: Runner = spawn_process,
-                 run: Callable[..., Any] = subprocess.run, uid_gid: tuple[int, int] | None = None,
+                 run: Callable[..., Any] = run_child, uid_gid: tuple[int, int] | None = None,
                  shm_size: str | None = None):
         if runtime not in RUNTIMES:
             raise ToolchainError(f"unknown container runtime {runtime!r}; expected docker or podman")
@@ -193,7 +222,7 @@ def require_pinned(image: str | None, lock: Mapping[str, str] | None = None) -> 
 def load_image_lock(path: Path) -> dict[str, str]:
     """A lockfile ``{"images": {"name:tag": "sha256:<64 hex>"}}`` (missing file → empty)."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(read_regular_file(Path(path), 16 * 1024 * 1024))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
@@ -205,7 +234,7 @@ def load_image_lock(path: Path) -> dict[str, str]:
 
 
 def find_container_runtime(preferred: str | None = None, *,
-                           which: Callable[[str], str | None] = shutil.which) -> str:
+                           which: Callable[[str], str | None] = which_absolute) -> str:
     """``preferred`` if it is on PATH, else the first of docker, podman; ToolchainError when there is none."""
     candidates = [preferred] if preferred else list(RUNTIMES)
     for name in candidates:
@@ -218,7 +247,7 @@ def find_container_runtime(preferred: str | None = None, *,
 
 
 def choose_executor_kind(requested: str, *, image: str | None,
-                         which: Callable[[str], str | None] = shutil.which) -> str:
+                         which: Callable[[str], str | None] = which_absolute) -> str:
     """Resolve ``auto``: local when trtllm-build is on PATH, else container when an image is configured."""
     if requested != "auto":
         return requested

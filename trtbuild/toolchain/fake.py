@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.toolchain.detect import GpuInfo, ToolchainInfo
-from trtbuild.toolchain.executors import BuildJob
+from trtbuild.toolchain.executors import BuildJob, timing_cache_in_workdir, workdir_timing_cache
 from trtbuild.toolchain.process import ProcessHandle, RunResult, run_logged
 from trtbuild.toolchain.semantics import adjust
 from trtbuild.toolchain.trtllm_cli import FEATURE_FLAGS, PLUGIN_FLAGS, TrtllmUsageError, parse_args
@@ -222,8 +222,7 @@ class FakeExecutor:
 
     def tool_paths(self, checkpoint_dir: Path, output_dir: Path,
                    timing_cache: Path | None) -> tuple[Path, Path, Path | None]:
-        return (Path(checkpoint_dir).absolute(), Path(output_dir).absolute(),
-                Path(timing_cache).absolute() if timing_cache else None)
+        return Path(checkpoint_dir).absolute(), Path(output_dir).absolute(), workdir_timing_cache(timing_cache)
 
     def command_lines(self, job: BuildJob) -> list[list[str]]:
         return [list(job.argv)]
@@ -239,9 +238,9 @@ class FakeExecutor:
         return _ThreadHandle(lambda out: fake_trtllm_build(list(argv)[1:], sm=sm, cwd=cwd, out=out))
 
     def run(self, job: BuildJob, on_line: Callable[[str], None] | None = None) -> RunResult:
-        job.work_dir.mkdir(parents=True, exist_ok=True)
-        return run_logged(self.command_lines(job)[0], runner=self._runner, log_path=job.log_path,
-                          timeout_s=job.timeout_s, on_line=on_line, cwd=job.work_dir, what="trtllm-build (fake)")
+        with timing_cache_in_workdir(job):  # as the local executor runs the real one
+            return run_logged(self.command_lines(job)[0], runner=self._runner, log_path=job.log_path,
+                              timeout_s=job.timeout_s, on_line=on_line, cwd=job.work_dir, what="trtllm-build (fake)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,24 +1,34 @@
-"""Child processes for the engine build: output streamed to a log file and a callback, a timeout that kills
-the whole process group, and failures reported with the command, the exit status and the log's tail.
+"""Child processes: output streamed to a log file and a callback, a timeout that kills the whole process
+group, failures reported with the command, the exit status and the log's tail; and the environment every
+child of trtbuild starts with.
 
 The process factory is injected (``runner``): :func:`spawn_process` starts a real child (its own session,
 so a timeout kills the workers it spawned too); tests pass fakes that implement :class:`ProcessHandle`.
+
+Nothing runs that the user did not ask for: a child never resolves a program or a Python module through
+the current directory. :func:`child_environment` drops empty and relative ``PATH``/``PYTHONPATH`` entries
+(both mean "the current directory"), :func:`which` looks in absolute ``PATH`` entries only, and
+:func:`isolated_python_argv` starts a Python child with ``-I`` (no current directory, no ``PYTHON*``
+variables, no user site) and this process's own ``sys.path`` minus the current directory, so an editable
+install, a ``PYTHONPATH`` install and a source checkout are found exactly as the parent found them.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from trtbuild.errors import EngineError, ToolchainError
 
@@ -44,9 +54,93 @@ class ProcessHandle(Protocol):
 Runner = Callable[[Sequence[str], "Path | None", "Mapping[str, str] | None"], ProcessHandle]
 
 
+# ------------------------------------------------------------------------------- child environment
+def _absolute_entries(value: str) -> str:
+    keep: list[str] = []
+    for entry in value.split(os.pathsep):
+        if entry and os.path.isabs(entry) and entry not in keep:
+            keep.append(entry)
+    return os.pathsep.join(keep)
+
+
+def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with every empty or relative ``PATH``/``PYTHONPATH`` entry
+    removed: such entries resolve programs and modules in whatever directory the child runs in."""
+    out = dict(os.environ if env is None else env)
+    for name in ("PATH", "PYTHONPATH"):
+        if name in out:
+            cleaned = _absolute_entries(out[name])
+            if cleaned:
+                out[name] = cleaned
+            else:
+                del out[name]
+    return out
+
+
+def which(name: str, path: str | None = None) -> str | None:
+    """``shutil.which`` over the absolute entries of ``PATH`` only (never the current directory)."""
+    import shutil
+
+    search = _absolute_entries(os.environ.get("PATH", os.defpath) if path is None else path)
+    return shutil.which(name, path=search) if search else None
+
+
+def run_child(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+              **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """``subprocess.run`` with :func:`child_environment` (of ``env`` when given)."""
+    return subprocess.run(list(argv), env=child_environment(env), **kwargs)
+
+
+def child_sys_path() -> list[str]:
+    """This process's ``sys.path`` without the current directory (``''``, relative entries, or the
+    cwd itself), for a Python child; trtbuild's own root stays (appended last) when it was found there."""
+    import trtbuild
+
+    cwd = os.path.realpath(os.getcwd())
+    root = os.path.realpath(Path(trtbuild.__file__).parent.parent)
+    out: list[str] = []
+    root_via_cwd = False
+    for entry in sys.path:
+        real = os.path.realpath(entry or ".")
+        if not entry or not os.path.isabs(entry) or real == cwd:
+            root_via_cwd = root_via_cwd or real == root
+            continue
+        if entry not in out:
+            out.append(entry)
+    if root_via_cwd and root not in {os.path.realpath(p) for p in out}:
+        out.append(root)
+    return out
+
+
+_BOOTSTRAP = """\
+import sys, os, json
+a = json.loads(sys.argv.pop(1))
+sys.path[:] = a["path"]
+import trtbuild
+root = os.path.realpath(os.path.join(os.path.dirname(trtbuild.__file__), os.pardir))
+if root != a["root"]:
+    sys.exit("trtbuild child: imported trtbuild from %s, the parent runs %s" % (root, a["root"]))
+import runpy
+runpy.run_module(a["module"], run_name="__main__", alter_sys=True)
+"""
+
+
+def isolated_python_argv(module: str, *args: str, python: str | None = None) -> list[str]:
+    """argv for ``python -m module args`` run isolated (``-I``) with :func:`child_sys_path`.
+
+    The child imports the same trtbuild as this process (it exits with an error otherwise) and never
+    code from the current directory: not a ``numpy.py``, a ``concurrent.py`` or a ``sitecustomize.py``."""
+    import trtbuild
+
+    root = os.path.realpath(Path(trtbuild.__file__).parent.parent)
+    spec = json.dumps({"path": child_sys_path(), "root": root, "module": module})
+    return [python or sys.executable, "-I", "-c", _BOOTSTRAP, spec, *args]
+
+
+# ------------------------------------------------------------------------------------- processes
 class _PopenHandle:
     def __init__(self, argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None):
-        self._proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env) if env is not None else None,
+        self._proc = subprocess.Popen(list(argv), cwd=cwd, env=child_environment(env),
                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       start_new_session=True)
 
@@ -75,7 +169,8 @@ class _PopenHandle:
 
 
 def spawn_process(argv: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> ProcessHandle:
-    """The default runner: a real child process in its own session, stdout and stderr merged."""
+    """The default runner: a real child process in its own session, stdout and stderr merged, started with
+    :func:`child_environment` (``env``, default this process's, without relative search-path entries)."""
     return _PopenHandle(argv, cwd, env)
 
 
