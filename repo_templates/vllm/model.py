@@ -15,9 +15,13 @@ whole UTF-8 characters and concatenate to exactly the non-streamed text. TensorR
   output (single tokens go to vLLM's `stop_token_ids`; longer ones are matched here, then the vLLM
   request is aborted);
 - greedy unless `top_k` > 1 or `top_p` > 0 (and `temperature` > 0); `seed` defaults to 0;
+- `presence_penalty`/`frequency_penalty` count only generated tokens (vLLM's rule); TensorRT-LLM 1.2 and the
+  CPU reference count the prompt's tokens too, so penalised sampling differs between the backends
+  (`repetition_penalty` counts prompt + output in both);
 - `bad_words` are banned token sequences (vLLM's own bad-words processor, fed token ids);
 - streaming sends each step's new text, then a last response with no text; `num_output_tokens` counts
-  the tokens of each response (they sum to the total, as Triton's OpenAI frontend expects);
+  the tokens of each response (they sum to the total, as Triton's OpenAI frontend expects; a non-streamed
+  response with the prompt echoed counts the prompt too, as the C++ backend does);
   `exclude_input_in_output` (default from the recipe) prefixes the prompt in non-streamed output only;
 - rows of a batched request run concurrently, each response carries `batch_index` (decoupled only).
 Refused with an error rather than ignored: beam_width > 1, num_return_sequences > 1, logits, perf
@@ -330,7 +334,7 @@ class TritonPythonModel:
             if job.streaming:
                 job.send(self._response(job, job.stream.finish(), job.unsent, out), True)
             else:
-                job.send(self._response(job, self._text(job, out), len(out.tokens), out), True)
+                job.send(self._response(job, self._text(job, out), self._whole_count(job, out), out), True)
         except asyncio.CancelledError:
             job.send(self._cancelled(job, out), True)
         except RequestError as exc:
@@ -342,7 +346,7 @@ class TritonPythonModel:
         out = Generated()
         try:
             await self._run(job, out)
-            return self._response(job, self._text(job, out), len(out.tokens), out)
+            return self._response(job, self._text(job, out), self._whole_count(job, out), out)
         except asyncio.CancelledError:
             return self._cancelled(job, out)
         except Exception as exc:  # noqa: BLE001
@@ -391,6 +395,12 @@ class TritonPythonModel:
             if job.stop_hit(out.tokens):
                 out.done = True
         return new
+
+    @staticmethod
+    def _whole_count(job: Job, out: Generated) -> int:
+        """A non-streamed response counts the tokens it holds: with the prompt echoed, the prompt's too
+        (the 1.2 C++ backend counts the response's output_ids, model_instance_state.cc@c8c6df08)."""
+        return len(out.tokens) if job.exclude_input else len(job.prompt) + len(out.tokens)
 
     def _text(self, job: Job, out: Generated) -> str:
         return self.codec.decode(out.tokens if job.exclude_input else job.prompt + out.tokens)
