@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import PlanError, RecipeError, StageError, TrtbuildError
+from trtbuild.errors import PlanError, RecipeError, StageError, TrtbuildError, UsageError
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="fresh / stale / missing for each recipe × GPU (CI mode)")
     p.add_argument("files", nargs="+", metavar="RECIPE")
-    p.add_argument("--gpu", action="append", metavar="GPU", help="GPUs to check (default: each recipe's targets)")
+    p.add_argument("--gpu", action="append", metavar="GPU", help="GPUs to check (default: each recipe's gpus:)")
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--registry", metavar="REF", help="oci://host/ns/name: fresh = published with this fingerprint")
     p.add_argument("--executor", choices=["auto", "local", "container", "fake"])
@@ -28,14 +28,17 @@ def register(sub: Any) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true")
     out.add_argument("--github-matrix", action="store_true",
-                     help='print {"include": [{"recipe": ..., "gpu": ...}]} of the targets that need a build')
+                     help='print {"include": [{"recipe": ..., "gpu": ...}]} of the targets that need a build; '
+                          "invalid or infeasible targets are left out and listed on stderr (exit 0, so one "
+                          "bad target does not stop the others)")
     p.set_defaults(func=cmd_status)
 
 
 def _row(recipe: str, gpu: str, state: str, reasons: list[str], fingerprint: str = "",
-         stages: dict[str, str] | None = None) -> dict[str, Any]:
+         stages: dict[str, str] | None = None, keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """One recipe × GPU. ``keys``: each stage's cache key (the key compile, report.json and `cache ls` show)."""
     return {"recipe": recipe, "gpu": gpu, "state": state, "reasons": reasons, "fingerprint": fingerprint,
-            "stages": stages or {}}
+            "stages": stages or {}, "keys": keys or {}}
 
 
 def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -64,7 +67,10 @@ def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -
         why = explain(state.previous_inputs(name), fp.inputs)
         reasons += [f"{name}: {r}" for r in why if not r.endswith("stage changed")]
     if args.registry:
-        published = _published(args, loaded.recipe, key, fingerprint, len(args.gpu or []) > 1)
+        from trtbuild.commands.common import recipe_gpus, several_targets
+
+        published = _published(args, loaded.recipe, key, fingerprint,
+                                several_targets(loaded, recipe_gpus(loaded, args.gpu) if args.gpu else [key]))
         st = "fresh" if published else ("stale" if any(v == "cached" for v in stages.values()) or reasons else "missing")
         if published:
             reasons = []
@@ -74,7 +80,7 @@ def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -
         st = "fresh"
     else:
         st = "missing" if all(r.endswith("never built") for r in reasons) else "stale"
-    return _row(path, key, st, reasons, fingerprint, stages)
+    return _row(path, key, st, reasons, fingerprint, stages, {name: fp.key for name, fp in fps.items()})
 
 
 def _published(args: argparse.Namespace, recipe: Any, gpu: str, fingerprint: str, several: bool) -> bool:
@@ -88,31 +94,43 @@ def _published(args: argparse.Namespace, recipe: Any, gpu: str, fingerprint: str
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """0 ok · 3 a recipe is invalid or a target infeasible (not with --github-matrix) · 2 an unknown --gpu
+    · 5 the registry (--registry) could not be asked."""
     from trtbuild.cache.store import Store
+    from trtbuild.catalog.gpus import get_gpu
+    from trtbuild.commands.common import recipe_gpus
     from trtbuild.recipe.loader import load_recipe
 
+    for name in args.gpu or []:
+        get_gpu(name)  # an unknown --gpu is a usage error (exit 2), the same in every command
     store = Store.open(args.cache_dir)
     rows: list[dict[str, Any]] = []
     for f in args.files:
         try:
             loaded = load_recipe(f)
+            gpus = recipe_gpus(loaded, args.gpu)
         except RecipeError as exc:
             rows.append(_row(f, "-", "invalid", [d.format() for d in exc.diagnostics]))
             continue
-        gpus = list(args.gpu or sorted(loaded.targets))
-        if not gpus:
-            rows.append(_row(f, "-", "unknown", ["no --gpu given and the recipe has no targets:"]))
+        except UsageError as exc:
+            rows.append(_row(f, "-", "invalid", [str(exc)]))
+            continue
         for gpu in gpus:
             try:
                 rows.append(target_status(loaded, gpu, store, args))
             except PlanError as exc:
                 rows.append(_row(f, gpu, "infeasible", [str(exc)]))
+    bad = [r for r in rows if r["state"] in ("invalid", "infeasible")]
     if args.github_matrix:
-        # "unknown" (e.g. the toolchain can only be probed on the GPU runner) cannot be proven fresh: build it.
+        # "unknown" (e.g. no lockfile pins the model or the toolchain) cannot be proven fresh: build it.
         include = [{"recipe": r["recipe"], "gpu": r["gpu"]} for r in rows
                    if r["state"] in ("stale", "missing", "unknown") and r["gpu"] != "-"]
         print(json.dumps({"include": include}))
-    elif args.json:
+        for r in bad:
+            print(f"excluded ({r['state']}): {r['recipe']} --gpu {r['gpu']}: "
+                  + "; ".join(r["reasons"][:3]), file=sys.stderr)
+        return 0
+    if args.json:
         json.dump({"targets": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -121,5 +139,4 @@ def cmd_status(args: argparse.Namespace) -> int:
                   + (f"  {r['fingerprint'][:12]}" if r["fingerprint"] else ""))
             for why in r["reasons"]:
                 print(f"           {why}")
-    bad = any(r["state"] in ("invalid", "infeasible") for r in rows)
     return 3 if bad else 0
