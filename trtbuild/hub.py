@@ -9,7 +9,6 @@ from the downloaded snapshot, so `trtbuild lock` can pin a 140 GB model from a C
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,9 @@ def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = Fa
         SAFETENSORS_PATTERNS,
     )
 
-    token = os.environ.get("HF_TOKEN") or False
+    from trtbuild.hf_access import describe_hub_error, hf_token
+
+    token = hf_token()  # HF_TOKEN, else the token saved by `hf auth login` (huggingface_hub's own order)
     if api is None or download is None:
         try:
             from huggingface_hub import HfApi, hf_hub_download
@@ -53,8 +54,8 @@ def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = Fa
     try:
         info = api.model_info(repo, revision=revision or "main", files_metadata=True)
     except Exception as exc:  # noqa: BLE001 - every hub failure becomes one clear message
-        raise StageError("fetch", f"hf://{repo}@{revision or 'main'}: cannot read Hub metadata: "
-                                  f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise StageError("fetch", "cannot read Hub metadata: "
+                         + describe_hub_error(exc, f"hf://{repo}@{revision or 'main'}")) from None
     commit = str(info.sha)
     siblings = [s for s in (info.siblings or []) if "/" not in s.rfilename]
     patterns = CONFIG_PATTERNS + (REMOTE_CODE_PATTERNS if trust_remote_code else ())
@@ -72,7 +73,10 @@ def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = Fa
     for s in sorted(used, key=lambda s: s.rfilename):
         sha = _lfs_sha256(s)
         if sha is None:
-            path = download(repo_id=repo, filename=s.rfilename, revision=commit, token=token)
+            try:
+                path = download(repo_id=repo, filename=s.rfilename, revision=commit, token=token)
+            except Exception as exc:  # noqa: BLE001 - one clear message, never a raw ConnectionError
+                raise StageError("fetch", describe_hub_error(exc, f"hf://{repo}@{commit}/{s.rfilename}")) from None
             sha = sha256_file(Path(path))
         digests[s.rfilename] = sha
     return commit, digests

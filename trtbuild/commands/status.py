@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import PlanError, RecipeError, StageError, TrtbuildError, UsageError
+from trtbuild.errors import PlanError, RecipeError, StageError, TrtbuildError
 
 
 def register(sub: Any) -> None:
@@ -94,8 +94,9 @@ def _published(args: argparse.Namespace, recipe: Any, gpu: str, fingerprint: str
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """0 ok · 3 a recipe is invalid or a target infeasible (not with --github-matrix) · 2 an unknown --gpu
-    · 5 the registry (--registry) could not be asked."""
+    """0 ok · 2 usage (a missing recipe file, an unknown --gpu, a recipe without gpus: and no --gpu) · 3 a recipe
+    is invalid or a target infeasible (with --github-matrix: left out of the matrix, exit 0) · 5 the registry
+    (--registry) could not be asked."""
     from trtbuild.cache.store import Store
     from trtbuild.catalog.gpus import get_gpu
     from trtbuild.commands.common import recipe_gpus
@@ -107,14 +108,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for f in args.files:
         try:
-            loaded = load_recipe(f)
-            gpus = recipe_gpus(loaded, args.gpu)
+            loaded = load_recipe(f)  # a missing file is a usage error (exit 2), as in every command
         except RecipeError as exc:
             rows.append(_row(f, "-", "invalid", [d.format() for d in exc.diagnostics]))
             continue
-        except UsageError as exc:
-            rows.append(_row(f, "-", "invalid", [str(exc)]))
-            continue
+        gpus = recipe_gpus(loaded, args.gpu)
         for gpu in gpus:
             try:
                 rows.append(target_status(loaded, gpu, store, args))
