@@ -34,14 +34,13 @@ def _lfs_sha256(sibling: Any) -> str | None:
 def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                      api: Any = None, download: Downloader | None = None) -> tuple[str, dict[str, str]]:
     """(commit sha, {file: sha256}) for the files the build would use. ``api``/``download`` are injectable."""
+    from trtbuild.hf_access import describe_hub_error, hf_token
     from trtbuild.stages.fetch import (
         CONFIG_PATTERNS,
         PICKLE_PATTERNS,
         REMOTE_CODE_PATTERNS,
         SAFETENSORS_PATTERNS,
     )
-
-    from trtbuild.hf_access import describe_hub_error, hf_token
 
     token = hf_token()  # HF_TOKEN, else the token saved by `hf auth login` (huggingface_hub's own order)
     if api is None or download is None:

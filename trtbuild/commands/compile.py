@@ -54,10 +54,10 @@ def publish_ref(template: str, recipe: Any, gpu: str, fingerprint: str, several:
 def cmd_compile(args: argparse.Namespace) -> int:
     from trtbuild.build import Builder, BuildOptions
     from trtbuild.cache.store import Store
+    from trtbuild.commands.common import recipe_gpus, several_targets
     from trtbuild.plan.planner import make_plan, require_feasible
     from trtbuild.progress import Progress
     from trtbuild.recipe.loader import load_recipe
-    from trtbuild.commands.common import recipe_gpus, several_targets
     from trtbuild.targets import resolve_target
 
     loaded = load_recipe(args.file)

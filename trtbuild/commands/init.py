@@ -91,10 +91,10 @@ def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 def _choose(data: dict[str, Any], recipe_path: Path, gpu: str) -> tuple[dict[str, Any], Any]:
     """(edits for ``gpu``, final plan): apply the planner's first suggested fix until the plan is feasible."""
+    import yaml
+
     from trtbuild.plan.planner import apply_fix, make_plan
     from trtbuild.recipe.loader import parse_recipe
-
-    import yaml
 
     edits: dict[str, Any] = {}
     plan = None
@@ -110,7 +110,6 @@ def _choose(data: dict[str, Any], recipe_path: Path, gpu: str) -> tuple[dict[str
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    import yaml
 
     from trtbuild.catalog.gpus import get_gpu
     from trtbuild.plan.model_config import load_model_config

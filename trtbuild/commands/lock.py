@@ -33,10 +33,10 @@ def register(sub: Any) -> None:
 
 def cmd_lock(args: argparse.Namespace) -> int:
     from trtbuild.cache.store import Store
+    from trtbuild.commands.common import recipe_gpus
     from trtbuild.lockfile import default_lock_path, lock_json_for, read_lock, write_lock
     from trtbuild.plan.planner import make_plan
     from trtbuild.recipe.loader import load_recipe
-    from trtbuild.commands.common import recipe_gpus
     from trtbuild.targets import _calibration_digest, calibration_source
 
     loaded = load_recipe(args.file)

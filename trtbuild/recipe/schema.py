@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 WeightQuant = Literal["none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4", "int8_wo", "int4_wo"]
 KvQuant = Literal["none", "fp8", "int8"]

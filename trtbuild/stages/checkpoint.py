@@ -28,7 +28,6 @@ torch, transformers and modelopt are imported inside functions: importing this m
 from __future__ import annotations
 
 import contextlib
-
 import importlib.metadata
 import json
 import platform
