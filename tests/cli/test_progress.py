@@ -72,3 +72,9 @@ def test_demo_model_shows_its_steps(cli, tmp_path: Path, smollm2_model: Path) ->
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "chat_template.jinja").is_file()
     quiet = cli("demo-model", str(tmp_path / "q"), "--quiet", timeout=300)
     assert quiet.returncode == 0 and "✓" not in quiet.stderr
+
+
+def test_every_long_running_command_has_quiet(cli) -> None:
+    for cmd in ("compile", "checkpoint", "engine", "serve", "smoke", "demo-model", "publish", "pull", "lock"):
+        r = cli(cmd, "--help")
+        assert r.returncode == 0 and "--quiet" in r.stdout, cmd

@@ -67,7 +67,7 @@ def test_infeasible_plan_exit_3_with_numbers(cli, tmp_path: Path) -> None:
                  "build: {max_seq_len: 8192, max_input_len: 4096}\n")
     out = cli("plan", str(r), "--gpu", "h100")
     assert out.returncode == 3
-    assert "per GPU, H100 SXM has 80 GiB; try tp: 2 or quantization.weights: fp8 (" in out.stdout
+    assert "per GPU, H100 SXM has 80 GiB; try parallelism.tp: 2 or quantization.weights: fp8 (" in out.stdout
     assert "[memory.fit]" in out.stdout
     assert "feasible: NO" in out.stdout
 

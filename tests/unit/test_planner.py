@@ -96,7 +96,7 @@ def test_70b_on_one_h100_is_infeasible_with_numbers_and_suggestions(tmp_path: Pa
     assert len(fit) == 1
     msg = fit[0].message
     assert msg.startswith("needs ") and "per GPU, H100 SXM has 80 GiB" in msg
-    assert "per GPU, H100 SXM has 80 GiB; try tp: 2 or quantization.weights: fp8 (weights 131" in msg
+    assert "per GPU, H100 SXM has 80 GiB; try parallelism.tp: 2 or quantization.weights: fp8 (weights 131" in msg
     needed = float(msg.split()[1])
     assert needed * GIB == pytest.approx(plan.memory["needed_bytes_per_rank"], rel=0.01)
     assert needed > 130

@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
                         "<stem>.lock.json beside it, as for compile and lock)")
     p.add_argument("--dry-run", action="store_true", help="print the exact command lines; run nothing")
     p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_engine)
 
 
@@ -129,7 +130,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
         raise UsageError(f"--checkpoint {checkpoint}: not a directory")
     check_checkpoint(checkpoint, plan)  # before probing (a container probe may pull the image)
     info = executor.probe()
-    progress = Progress(enabled=not args.json)
+    progress = Progress(enabled=not args.json and not args.quiet)
     manifest = run_engine_stage(plan, checkpoint, Path(args.out), executor=executor, toolchain_info=info,
                                 progress=progress, cache_root=cache_root)
     if args.json:

@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--executor", choices=["auto", "local", "container", "fake"])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_lock)
 
 
@@ -47,7 +48,10 @@ def cmd_lock(args: argparse.Namespace) -> int:
     plans = [make_plan(loaded, g) for g in gpus]
     base = plans[0]
     # Resolve the model afresh (the branch may have moved): the previous lock is not honoured here.
-    file_digests, revision = _model_files(loaded, base, store)
+    from trtbuild.progress import Progress
+
+    with Progress(enabled=not args.quiet and not args.json).waiting(f"lock {base.settings.model.source}"):
+        file_digests, revision = _model_files(loaded, base, store)
     calibration = None
     for plan in plans:
         ck = plan.stage("checkpoint")
