@@ -406,7 +406,7 @@ class Recipe(Section):
     """Artifact name: lower-case letters, digits, `.`, `_`, `-`."""
     model: ModelSpec
     """The model to compile."""
-    gpus: tuple[str, ...] = Field(default=(), max_length=64)
+    gpus: tuple[str, ...] = Field(default=(), max_length=64, strict=False)  # a YAML list is not a tuple
     """The GPUs this recipe is built for (names or aliases, see `trtbuild gpus`; `cpu` = the CPU reference).
     Every command (plan, compile, status, lock) builds these unless `--gpu` says otherwise."""
     dtype: DType = "auto"
