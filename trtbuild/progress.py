@@ -2,13 +2,21 @@
 
 Stages take a ``Progress`` (constructor injection); tests pass ``Progress.silent()`` or a
 recording instance. Nothing here prints at import or construction.
+
+Every step that can take more than a couple of seconds says what it is doing and how far it is:
+counted work advances a bar (``start``/``advance``/``finish``); a wait with no count (a server loading
+models, a model converting) runs under ``waiting``, which redraws the elapsed time and an optional status
+("3/5 models ready") — live on a terminal, as a plain line every ``heartbeat_s`` seconds otherwise (CI
+logs). ``--quiet`` (``enabled=False``) draws nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -25,12 +33,14 @@ class Progress:
     """Reports named tasks with optional totals. ``sink`` gets (event, task) for tests/JSON."""
 
     def __init__(self, stream: TextIO | None = None, *, enabled: bool = True,
-                 sink: Callable[[str, Task], None] | None = None):
+                 sink: Callable[[str, Task], None] | None = None, heartbeat_s: float = 10.0):
         self._stream = stream if stream is not None else sys.stderr
         self._enabled = enabled
         self._sink = sink
         self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
         self._last_draw = 0.0
+        self._heartbeat_s = heartbeat_s
+        self._lock = threading.Lock()
         self.tasks: list[Task] = []
 
     @classmethod
@@ -54,8 +64,43 @@ class Progress:
 
     def log(self, message: str) -> None:
         if self._enabled:
-            self._clear_line()
-            print(message, file=self._stream, flush=True)
+            with self._lock:
+                self._clear_line()
+                print(message, file=self._stream, flush=True)
+
+    @contextlib.contextmanager
+    def waiting(self, name: str, status: Callable[[], str] | None = None) -> Iterator[Task]:
+        """A step with no count: show it started, then the elapsed time (and ``status()``) until it ends.
+        A step that raises is shown as failed (✗), not done."""
+        task = self.start(name)
+        stop = threading.Event()
+
+        def beat() -> None:
+            interval = 0.5 if self._tty else self._heartbeat_s
+            while not stop.wait(interval):
+                try:
+                    extra = status() if status is not None else ""
+                except Exception:  # noqa: BLE001 - a status probe must never break the wait it describes
+                    extra = ""
+                elapsed = time.monotonic() - task.started
+                self._line(f"  {name}: {extra + ' ' if extra else ''}({elapsed:.0f}s)", live=self._tty)
+
+        thread = threading.Thread(target=beat, name="trtbuild-progress", daemon=True) if self._enabled else None
+        if thread is not None:
+            thread.start()
+        try:
+            yield task
+        except BaseException:
+            stop.set()
+            if thread is not None:
+                thread.join()
+            if self._enabled:
+                self._line(f"✗ {name} ({time.monotonic() - task.started:.1f}s)")
+            raise
+        stop.set()
+        if thread is not None:
+            thread.join()
+        self.finish(task)
 
     # -- drawing -------------------------------------------------------------------------
     def _emit(self, event: str, task: Task, note: str = "") -> None:
@@ -86,9 +131,10 @@ class Progress:
             self._stream.write("\r\x1b[2K")
 
     def _line(self, text: str, live: bool = False) -> None:
-        self._clear_line()
-        if live:
-            self._stream.write(text)
-        else:
-            self._stream.write(text + "\n")
-        self._stream.flush()
+        with self._lock:
+            self._clear_line()
+            if live:
+                self._stream.write(text)
+            else:
+                self._stream.write(text + "\n")
+            self._stream.flush()

@@ -223,6 +223,29 @@ def toolchain_identity(loaded: LoadedRecipe, plan: BuildPlan, executor_kind: str
     return executor, info, dict(ident)
 
 
+def _locked_toolchain_identity(loaded: LoadedRecipe, plan: BuildPlan, executor_kind: str | None, lock_path: Path,
+                               lock: Lock | None, download: bool) -> tuple[Any, Any, dict[str, str]]:
+    """The toolchain identity, squared with the lockfile's. ``status`` (``download=False``) on a machine
+    without TensorRT-LLM or a container runtime keys the engine stage with the locked identity; a build
+    refuses a toolchain that differs from the locked one (the keys `status` reported would not match)."""
+    from trtbuild.errors import ToolchainError
+
+    locked = dict(lock.toolchain) if lock is not None and lock.toolchain else {}
+    try:
+        executor, info, toolchain = toolchain_identity(loaded, plan, executor_kind, lock_path)
+    except ToolchainError:
+        if download or not locked or plan.stage("engine") is None:
+            raise
+        return None, None, locked
+    if download and locked and toolchain and toolchain != locked:
+        def show(d: dict[str, str]) -> str:
+            return ", ".join(f"{k}={v}" for k, v in sorted(d.items()))
+        raise ToolchainError(f"the toolchain here ({show(toolchain)}) differs from the lockfile {lock_path} "
+                             f"({show(locked)}); use the locked toolchain, or run `trtbuild lock` again if the "
+                             "change is intended")
+    return executor, info, toolchain
+
+
 def resolve_target(loaded: LoadedRecipe, plan: BuildPlan, store: Any, *, executor_kind: str | None = None,
                    lockfile: Path | None = None, progress: Progress | None = None,
                    download: bool = True) -> TargetState:
@@ -232,7 +255,7 @@ def resolve_target(loaded: LoadedRecipe, plan: BuildPlan, store: Any, *, executo
     if lockfile and not lock_path.is_file():
         raise StageError("fetch", f"--lockfile {lock_path}: no such file")
     lock = read_lock(lock_path)
-    executor, info, toolchain = toolchain_identity(loaded, plan, executor_kind, lock_path)
+    executor, info, toolchain = _locked_toolchain_identity(loaded, plan, executor_kind, lock_path, lock, download)
     path, files, revision = model_digests(loaded, plan, stat_cache, lock=lock, download=download)
     calib = None
     ck = plan.stage("checkpoint")

@@ -81,7 +81,7 @@ def test_tag_only_image_pinned_by_the_lockfile(cli, tmp_path):
     env = {"PATH": path_with(tmp_path, "docker")}
     r = cli(*args, env=env)
     assert r.returncode == 4 and "is not pinned: it needs a sha256 digest" in r.stderr
-    (tmp_path / "trtbuild.lock.json").write_text(json.dumps(
+    (tmp_path / "recipe.lock.json").write_text(json.dumps(  # the recipe's lockfile, as for compile and lock
         {"images": {"nvcr.io/nvidia/tritonserver:26.03-trtllm-python-py3": DIGEST}}))
     r = cli(*args, env=env)
     assert r.returncode == 0, r.stderr

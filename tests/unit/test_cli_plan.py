@@ -41,14 +41,14 @@ def test_validate_json(cli, tmp_path: Path) -> None:
 
 def test_validate_missing_file_is_usage_error(cli, tmp_path: Path) -> None:
     r = cli("validate", str(tmp_path / "none.yaml"))
-    assert r.returncode == 3 and "no such recipe file" in r.stderr
+    assert r.returncode == 2 and "no such recipe file" in r.stderr  # as for plan, compile, ...
 
 
 def test_plan_human_and_json(cli) -> None:
     r = cli("plan", str(RECIPES / "llama-3.1-8b-fp8.yaml"), "--gpu", "h100")
     assert r.returncode == 0, r.stderr
     assert "H100 SXM" in r.stdout and "8,030,261,248" in r.stdout and "feasible: yes" in r.stdout
-    j = json.loads(cli("plan", str(RECIPES / "llama-3.1-8b-fp8.yaml"), "--gpu", "h100", "--json").stdout)
+    j = json.loads(cli("plan", str(RECIPES / "llama-3.1-8b-fp8.yaml"), "--gpu", "h100", "--json").stdout)["plans"][0]
     assert j["model"]["parameters"] == 8_030_261_248 and j["feasible"] is True
     assert j["memory"]["kv_bytes_per_token"] == 65_536
 
@@ -67,7 +67,7 @@ def test_infeasible_plan_exit_3_with_numbers(cli, tmp_path: Path) -> None:
                  "build: {max_seq_len: 8192, max_input_len: 4096}\n")
     out = cli("plan", str(r), "--gpu", "h100")
     assert out.returncode == 3
-    assert "per GPU, H100 SXM has 80 GiB; try tp: 2 or quantization.weights: fp8 (" in out.stdout
+    assert "per GPU, H100 SXM has 80 GiB; try parallelism.tp: 2 or quantization.weights: fp8 (" in out.stdout
     assert "[memory.fit]" in out.stdout
     assert "feasible: NO" in out.stdout
 

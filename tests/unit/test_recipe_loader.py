@@ -180,7 +180,7 @@ def test_durations_and_sizes_are_parsed(tmp_path: Path) -> None:
               rules:
                 - {tokens: system_prompt, priority: 90, duration: 10m}
                 - {tokens: {start: 0, end: 64}, priority: 80, duration: 500ms}
-              decode_duration: 30
+              decode_duration: 30s
     """))).recipe
     kv = r.runtime.kv_cache
     assert kv.host_offload == 8 * 2**30

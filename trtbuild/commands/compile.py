@@ -17,13 +17,13 @@ def register(sub: Any) -> None:
                                    "inputs did not change are reused from the cache; each target's artifact "
                                    "goes to OUT/<gpu>/ and the build report to OUT/report.json.")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--gpu", action="append", metavar="GPU", help="target GPU (repeatable; default: the recipe's targets)")
+    p.add_argument("--gpu", action="append", metavar="GPU", help="target GPU (repeatable; default: the recipe's gpus:)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: build/<recipe name>)")
     p.add_argument("--cache-dir", metavar="DIR", help="content-addressed cache (default $TRTBUILD_CACHE_DIR or the "
                                                       "user cache dir)")
     p.add_argument("--executor", choices=["auto", "local", "container", "fake"],
                    help="where trtllm-build runs (default: the recipe's toolchain.executor)")
-    p.add_argument("--lockfile", metavar="FILE", help="lockfile to honour (default: FILE.lock.json if present)")
+    p.add_argument("--lockfile", metavar="FILE", help="lockfile to honour (default: the recipe's <stem>.lock.json if present)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="calibration device")
     p.add_argument("--publish", metavar="REF", nargs="?", const="",
                    help="push each artifact to oci://host/ns/name[:tag] (default: the recipe's publish.registry); "
@@ -54,22 +54,23 @@ def publish_ref(template: str, recipe: Any, gpu: str, fingerprint: str, several:
 def cmd_compile(args: argparse.Namespace) -> int:
     from trtbuild.build import Builder, BuildOptions
     from trtbuild.cache.store import Store
+    from trtbuild.commands.common import recipe_gpus, several_targets
     from trtbuild.plan.planner import make_plan, require_feasible
     from trtbuild.progress import Progress
     from trtbuild.recipe.loader import load_recipe
     from trtbuild.targets import resolve_target
 
     loaded = load_recipe(args.file)
-    gpus = list(args.gpu or sorted(loaded.targets))
-    if not gpus:
-        raise UsageError("--gpu is required (the recipe has no targets:); `trtbuild gpus` lists GPU names")
+    gpus = recipe_gpus(loaded, args.gpu)
+    several = several_targets(loaded, gpus)
     plans = [make_plan(loaded, g) for g in gpus]
     for plan in plans:  # every target is checked before any GPU (or CPU) time is spent
         require_feasible(plan)
+    lockfile = Path(args.lockfile) if args.lockfile else None
+    require_toolchains(loaded, plans, args.executor, lockfile, args.file)
     out = Path(args.out or Path("build") / loaded.recipe.name).absolute()
     store = Store.open(args.cache_dir)
     progress = Progress(enabled=not args.quiet and not args.json)
-    lockfile = Path(args.lockfile) if args.lockfile else None
     options = BuildOptions(out_dir=out, executor=args.executor, lockfile=lockfile,
                            device=None if args.device == "auto" else args.device)
     builder = Builder(loaded, store, options, progress=progress)
@@ -81,7 +82,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if publishing and args.skip_published:
             state = resolve_target(loaded, plan, store, executor_kind=args.executor, lockfile=lockfile)
             fp = state.fingerprints["repository"].key
-            ref = publish_ref(args.publish, loaded.recipe, gpu, fp, len(plans) > 1)
+            ref = publish_ref(args.publish, loaded.recipe, gpu, fp, several)
             digest = _already_published(ref, fp, args)
             if digest:
                 pinned = _pinned(ref, digest)
@@ -90,7 +91,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                 continue
         report = builder.build_target(plan.target["key"])
         if publishing:
-            ref = publish_ref(args.publish, loaded.recipe, gpu, report.fingerprint, len(plans) > 1)
+            ref = publish_ref(args.publish, loaded.recipe, gpu, report.fingerprint, several)
             publication = _publish(report.out_dir, ref, loaded.recipe, store, args, progress)
             report.publications.append(publication)
             report.published.append(publication["pinned"])
@@ -108,6 +109,32 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         print(render_report(reports, skipped, out))
     return 0
+
+
+def require_toolchains(loaded: Any, plans: list[Any], executor: str | None, lockfile: Path | None,
+                       recipe_file: str) -> None:
+    """Before any work: every engine target must have a TensorRT-LLM toolchain here (local trtllm-build or a
+    container runtime with the recipe's image). Otherwise stop and say how to proceed."""
+    from trtbuild.errors import ToolchainError
+    from trtbuild.targets import toolchain_identity
+
+    for plan in plans:
+        if plan.stage("engine") is None:
+            continue
+        try:
+            toolchain_identity(loaded, plan, executor, lockfile)
+        except ToolchainError as exc:
+            gpu = plan.target["key"]
+            message = str(exc).removeprefix("engine: ")
+            others = [p.target["key"] for p in plans if p.stage("engine") is None]
+            if others:
+                hint = (f"to build only what needs no TensorRT-LLM here: trtbuild compile {recipe_file} "
+                        + " ".join(f"--gpu {g}" for g in others))
+            else:
+                hint = (f"to try the recipe without a GPU, build the CPU reference target: trtbuild compile "
+                        f"{recipe_file} --gpu cpu")
+            raise ToolchainError(f"{gpu} needs TensorRT-LLM to build its engine, and it is not available here: "
+                                 f"{message}\n  nothing was built; {hint}") from None
 
 
 def _pinned(ref: str, digest: str) -> str:

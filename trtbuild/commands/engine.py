@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 ALLOW_FAKE_ENV = "TRTBUILD_ALLOW_FAKE_TOOLCHAIN"
-LOCKFILE_NAME = "trtbuild.lock.json"
 
 
 def register(subparsers: Any) -> None:
@@ -32,9 +31,11 @@ def register(subparsers: Any) -> None:
                    help="trtbuild cache holding per-target timing caches (default $TRTBUILD_CACHE_DIR or the "
                         "user cache directory)")
     p.add_argument("--lockfile", metavar="FILE", default=None,
-                   help=f"image digests for tag-only toolchain.image (default: {LOCKFILE_NAME} beside the recipe)")
+                   help="image digests for tag-only toolchain.image (default: the recipe's lockfile, "
+                        "<stem>.lock.json beside it, as for compile and lock)")
     p.add_argument("--dry-run", action="store_true", help="print the exact command lines; run nothing")
     p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_engine)
 
 
@@ -63,7 +64,9 @@ def make_executor(kind: str, plan: Any, *, recipe_file: str | Path, lockfile: st
     kind = choose_executor_kind(kind, image=tc.image)
     if kind == "local":
         return LocalExecutor()
-    lock = Path(lockfile) if lockfile else Path(recipe_file).resolve().parent / LOCKFILE_NAME
+    from trtbuild.lockfile import default_lock_path
+
+    lock = Path(lockfile) if lockfile else default_lock_path(Path(recipe_file).resolve())
     image = require_pinned(tc.image, load_image_lock(lock))
     try:
         runtime = find_container_runtime(tc.container_runtime)
@@ -130,7 +133,7 @@ def cmd_engine(args: argparse.Namespace) -> int:
         raise UsageError(f"--checkpoint {checkpoint}: not a directory")
     check_checkpoint(checkpoint, plan)  # before probing (a container probe may pull the image)
     info = executor.probe()
-    progress = Progress(enabled=not args.json)
+    progress = Progress(enabled=not args.json and not args.quiet)
     manifest = run_engine_stage(plan, checkpoint, Path(args.out), executor=executor, toolchain_info=info,
                                 progress=progress, cache_root=cache_root)
     if args.json:

@@ -22,6 +22,7 @@ def _add_transport_flags(p: argparse.ArgumentParser) -> None:
                    help="talk HTTP instead of HTTPS (loopback registries only: localhost, 127.0.0.1, ::1)")
     p.add_argument("--insecure", action="store_true",
                    help="do not verify the registry's TLS certificate")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def register(subparsers: Any) -> None:
@@ -60,11 +61,11 @@ def _need_requests() -> None:
         raise UsageError("publishing needs the `publish` extra: pip install 'trtbuild[publish]'") from None
 
 
-def _progress() -> Any:
+def _progress(quiet: bool = False) -> Any:
     from trtbuild.cache.gc import format_size
     from trtbuild.progress import Progress
 
-    progress = Progress()
+    progress = Progress(enabled=not quiet)
 
     def on_event(e: Any) -> None:
         size = f" ({format_size(e.size)})" if e.kind.startswith("blob") else ""
@@ -91,7 +92,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     stat_cache = StatCache.in_dir(cache_dir)
     result = publish_artifact(src, ref, client=client, annotations=parse_annotations(args.annotation),
                               tag_by_fingerprint=not args.no_fingerprint_tag, stat_cache=stat_cache,
-                              on_event=_progress())
+                              on_event=_progress(args.quiet))
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -110,7 +111,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     ref = parse_ref(args.ref)
     client = client_for(ref, plain_http=args.plain_http, insecure=args.insecure)
     result = pull_artifact(ref, Path(args.dir), client=client, force=args.force,
-                           on_event=_progress())
+                           on_event=_progress(args.quiet))
     if args.json:
         json.dump(result.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -29,17 +29,32 @@ def register(sub: Any) -> None:
     _ports(p, defaults=(8000, 8001, 8002))
     p.add_argument("--log-verbose", type=int, default=0, metavar="N", help="tritonserver --log-verbose level")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for readiness")
+    p.add_argument("--quiet", action="store_true", help="no progress display while the models load")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("smoke", help="send one request to a repository (starting a server if needed); print the text")
+    p = sub.add_parser("smoke", help="send one request to a repository (starting a server if needed); print the text",
+                       description="The prompt goes through the tokenizer's chat template when the repository's "
+                                   "tokenizer has one (as chat clients and Triton's OpenAI frontend send it), with "
+                                   "--system-prompt as the system turn; --raw sends it as it is. Sampling is greedy "
+                                   "unless sampling options are given.")
     p.add_argument("repo", metavar="REPO")
-    p.add_argument("--prompt", required=True, help="text_input of the request")
+    p.add_argument("--prompt", required=True, help="the user's message (text_input)")
+    p.add_argument("--system-prompt", metavar="TEXT", help="system turn (chat template), else the system_prompt input")
+    p.add_argument("--raw", action="store_true", help="send --prompt as text_input as it is (no chat template)")
     p.add_argument("--max-tokens", type=int, default=32, metavar="N")
+    sampling = p.add_argument_group("sampling (default: greedy)")
+    sampling.add_argument("--temperature", type=float, metavar="T")
+    sampling.add_argument("--top-k", type=int, metavar="K")
+    sampling.add_argument("--top-p", type=float, metavar="P")
+    sampling.add_argument("--seed", type=int, metavar="N", help="random seed (reproducible sampling)")
+    sampling.add_argument("--repetition-penalty", type=float, metavar="X")
+    sampling.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable)")
     p.add_argument("--model", default=None, help="ensemble or tensorrt_llm_bls (default: the first the repository has)")
     p.add_argument("--stream", action="store_true", help="stream (needs a decoupled repository)")
     p.add_argument("--url", metavar="HOST:PORT", help="gRPC address of a running server (default: start one)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for the server")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress display while the server starts")
     p.set_defaults(func=cmd_smoke)
 
 
@@ -76,7 +91,17 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------- serve
+def start_server(server: Any, timeout: float, progress: Any) -> None:
+    """Start ``server`` showing which models are ready while they load (minutes for large models); a
+    model that fails to load stops it with the server log's relevant lines (RepositoryError, exit 4)."""
+    kind = "CPU reference" if server.manifest.reference else "TensorRT-LLM engine"
+    with progress.waiting(f"start tritonserver ({kind}, {len(server.manifest.models)} models)",
+                          status=server.loading_status):
+        server.start(timeout=timeout)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from trtbuild.progress import Progress
     from trtbuild.repository.server import TritonServer
 
     server = TritonServer(_repo(args.repo), http_port=args.http_port, grpc_port=args.grpc_port,
@@ -90,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        server.start(timeout=args.timeout)
+        start_server(server, args.timeout, Progress(enabled=not args.quiet))
         print(f"ready: HTTP {server.http_url}  gRPC {server.grpc_url}  models: "
               f"{', '.join(server.manifest.client_models)}  (Ctrl-C stops)", flush=True)
         while not stop["now"]:
@@ -106,7 +131,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------- smoke
+def _prompt(repo: Path, manifest: Any, args: argparse.Namespace) -> tuple[str, str | None, bool]:
+    """(text_input, system_prompt input, chat template used)."""
+    from trtbuild.chat_template import chat_prompt
+
+    if not args.raw:
+        templated = chat_prompt(repo / manifest.tokenizer.path, args.prompt, args.system_prompt)
+        if templated is not None:
+            return templated, None, True
+    return args.prompt, args.system_prompt, False
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
+    from trtbuild.progress import Progress
     from trtbuild.repository.client import build_inputs, generate_grpc
     from trtbuild.repository.manifest import read_manifest
     from trtbuild.repository.server import TritonServer
@@ -118,15 +155,22 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         raise UsageError(f"--model {model}: the repository serves {', '.join(manifest.client_models)}")
     if args.stream and not manifest.decoupled:
         raise UsageError("--stream needs a decoupled repository (recipe runtime.streaming: true)")
-    inputs = build_inputs(args.prompt, args.max_tokens, stream=args.stream, return_num_input_tokens=True,
-                          return_num_output_tokens=True)
+    text, system, templated = _prompt(repo, manifest, args)
+    sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+                "seed": args.seed, "repetition_penalty": args.repetition_penalty,
+                "stop_words": list(args.stop) if args.stop else None}
+    inputs = build_inputs(text, args.max_tokens, stream=args.stream, system_prompt=system,
+                          return_num_input_tokens=True, return_num_output_tokens=True, **sampling)
+    progress = Progress(enabled=not args.quiet and not args.json)
     server = None
     try:
         url = args.url
         if url is None:
-            server = TritonServer(repo).start(timeout=args.timeout)
+            server = TritonServer(repo)
+            start_server(server, args.timeout, progress)
             url = server.grpc_url
-        result = generate_grpc(url, model, inputs, timeout=args.timeout)
+        with progress.waiting(f"{model}: generate up to {args.max_tokens} tokens"):
+            result = generate_grpc(url, model, inputs, timeout=args.timeout)
     finally:
         if server is not None:
             server.stop()
@@ -135,6 +179,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"model": model, "text": result.text, "chunks": len(result.chunks),
                    "num_input_tokens": result.num_input_tokens, "num_output_tokens": result.num_output_tokens,
+                   "chat_template": templated, "text_input": text,
                    "reference": manifest.reference}, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
     else:

@@ -7,8 +7,10 @@ rank, and lists the stages with their parameters and keys. An infeasible plan is
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,6 @@ from pydantic import BaseModel, ConfigDict
 from trtbuild.catalog.architectures import ArchSpec, get_architecture
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
 from trtbuild.errors import Diagnostic, PlanError
-from trtbuild.plan.contract_rules import builder_refuses
 from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
 from trtbuild.plan.model_config import ModelDims, load_model_config
 from trtbuild.plan.rules import FP8_FAMILY, Finding, RuleContext, run_rules
@@ -39,6 +40,9 @@ class PlanDiagnostic(_Frozen):
     message: str
     path: str = ""
     position: str | None = None
+    fixes: tuple[dict[str, Any], ...] = ()
+    """The edits the message suggests, one mapping of recipe key → value per alternative
+    (``[{"quantization.kv_cache": "none"}]``); each plans without this error and without a new one."""
 
     def format(self) -> str:
         where = f"{self.position}: " if self.position else ""
@@ -82,6 +86,84 @@ def require_feasible(plan: BuildPlan) -> None:
         raise PlanError(f"the plan for {plan.target['name']} is infeasible; nothing was built "
                         "(`trtbuild plan` explains it)",
                         diagnostics=[Diagnostic(d.message, path=d.path, rule=d.rule) for d in plan.errors])
+
+
+# A suggestion in a diagnostic is written `recipe.key: value`; several edits that only work together are
+# joined by " and " / " with " ("quantization.weights: int4_awq with quantization.kv_cache: none"); anything
+# else between two edits separates alternatives ("try parallelism.tp: 2 or quantization.weights: fp8").
+_EDIT = re.compile(r"(?<![\w.`'])([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): ([A-Za-z0-9_.+-]+)")
+
+
+@functools.lru_cache(maxsize=1)
+def _recipe_keys() -> frozenset[str]:
+    """Dotted keys of the recipe's scalar settings (what a suggestion may set), e.g. ``build.max_seq_len``."""
+    import typing
+
+    from trtbuild.recipe.schema import TargetOverride
+    from trtbuild.recipe.suggest import _models_in
+
+    keys: set[str] = set()
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            dotted_key = f"{prefix}{name}"
+            subs = [m for m in _models_in(f.annotation) if m is not TargetOverride]
+            if subs:
+                walk(subs[0], dotted_key + ".")
+            elif typing.get_origin(f.annotation) not in (dict, tuple, list):
+                keys.add(dotted_key)
+
+    walk(Recipe, "")
+    return frozenset(keys)
+
+
+def suggested_fixes(message: str) -> tuple[dict[str, Any], ...]:
+    """The edits a diagnostic's message suggests, one dict per alternative (see ``PlanDiagnostic.fixes``)."""
+    import yaml
+
+    keys = _recipe_keys()
+    alternatives: list[dict[str, Any]] = []
+    last_end = None
+    for m in _EDIT.finditer(message):
+        key, raw = m.group(1), m.group(2).rstrip(".")
+        if key not in keys:
+            continue
+        value = yaml.safe_load(raw)
+        joined = last_end is not None and message[last_end:m.start()] in (" and ", " with ")
+        if joined and alternatives:
+            alternatives[-1][key] = value
+        else:
+            alternatives.append({key: value})
+        last_end = m.end()
+    return tuple(alternatives)
+
+
+def apply_fix(data: dict[str, Any], gpu: str, fix: dict[str, Any]) -> dict[str, Any]:
+    """Recipe ``data`` with ``fix`` applied for ``gpu``: in its ``targets:`` override (keys an override can
+    hold), else in the recipe itself. The GPU is added to ``gpus:`` when the recipe lists GPUs."""
+    import copy
+
+    from trtbuild.catalog.gpus import find_gpu
+    from trtbuild.recipe.schema import TargetOverride
+
+    out = copy.deepcopy(data)
+    spec = find_gpu(gpu)
+    key = spec.key if spec else gpu
+    targets = out.setdefault("targets", {}) or {}
+    out["targets"] = targets
+    name = next((n for n in targets if spec is not None and find_gpu(str(n)) is spec), key)
+    for dotted_key, value in fix.items():
+        parts = dotted_key.split(".")
+        node = targets.setdefault(name, {}) if parts[0] in TargetOverride.model_fields else out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    if not targets:
+        del out["targets"]
+    if isinstance(out.get("gpus"), list) and not any(spec is not None and find_gpu(str(g)) is spec
+                                                       for g in out["gpus"]):
+        out["gpus"].append(name)
+    return out
 
 
 def _digest(obj: Any) -> str:
@@ -128,42 +210,76 @@ def _memory_inputs(s: Recipe, dims: ModelDims, gpu: GpuSpec, **over: Any) -> Mem
     return MemoryInputs(**kw)
 
 
+def _with_updates(model: Any, updates: dict[str, Any]) -> Any:
+    """``model`` (a frozen section) with dotted-key ``updates`` applied (values as the schema holds them)."""
+    by_field: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    for dotted_key, value in updates.items():
+        head, _, rest = dotted_key.partition(".")
+        if head not in type(model).model_fields:
+            raise KeyError(dotted_key)
+        if rest:
+            by_field.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, sub in by_field.items():
+        direct[head] = _with_updates(getattr(model, head), sub)
+    return model.model_copy(update=direct)
+
+
+def _plans_clean(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, **updates: Any) -> bool:
+    """Whether the recipe ``s`` (as written, before defaults are resolved) with ``updates``
+    ({"parallelism.tp": 2, ...}) passes every rule and fits in memory."""
+    try:
+        cand, _ = resolve_settings(_with_updates(s, updates), dims, gpu)
+    except (KeyError, AttributeError):
+        return False
+    max_seq_len = cand.build.max_seq_len or dims.max_position_embeddings
+    if any(f.severity == "error" for f in run_rules(RuleContext(cand, dims, gpu, arch, max_seq_len))):
+        return False
+    return estimate_memory(_memory_inputs(cand, dims, gpu)).fits
+
+
 def _fit_suggestions(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -> list[str]:
+    """Edits that make the plan fit, each checked against every rule and the memory plan (a suggestion that
+    leads into another error is never printed): more TP, a smaller weight format, an FP8 KV cache, a
+    shorter max_seq_len."""
     out: list[str] = []
     tp = s.parallelism.tp
     for cand in (2, 4, 8, 16, 32, 64):
-        if cand <= tp or dims.num_heads % cand or (dims.num_kv_heads % cand and cand % dims.num_kv_heads):
-            continue
-        if estimate_memory(_memory_inputs(s, dims, gpu, tp=cand)).fits:
-            out.append(f"tp: {cand}")
+        if cand > tp and _plans_clean(s, dims, gpu, arch, **{"parallelism.tp": cand}):
+            out.append(f"parallelism.tp: {cand}")
             break
-    current_bits = {"none": DTYPE_BYTES[s.dtype] * 8}.get(s.quantization.weights, 8 if "8" in s.quantization.weights else 4)
+    dtype = s.dtype if s.dtype != "auto" else dims.torch_dtype
+    current_bits = {"none": DTYPE_BYTES.get(dtype, 2) * 8}.get(s.quantization.weights, 8 if "8" in s.quantization.weights else 4)
     for fmt in ("fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4", "int8_wo", "int4_wo"):
         bits = 8 if "8" in fmt.split("_")[0] else 4
         if fmt == s.quantization.weights or bits >= current_bits:
             continue
         if not gpu.supports_weights(fmt) or fmt not in arch.weight_formats:
             continue
-        if builder_refuses(gpu, fmt, s.quantization.kv_cache) is not None:
-            continue  # trtllm-build would refuse it on this SM
-        if estimate_memory(_memory_inputs(s, dims, gpu, weights=fmt)).fits:
+        if _plans_clean(s, dims, gpu, arch, **{"quantization.weights": fmt}):
             out.append(f"quantization.weights: {fmt}")
             break
     if (not out and s.quantization.kv_cache == "none" and gpu.supports_kv("fp8")
-            and builder_refuses(gpu, s.quantization.weights, "fp8") is None
-            and estimate_memory(_memory_inputs(s, dims, gpu, kv_cache="fp8")).fits):
+            and _plans_clean(s, dims, gpu, arch, **{"quantization.kv_cache": "fp8"})):
         out.append("quantization.kv_cache: fp8")
     if not out:
         shorter = max(256, (s.build.max_seq_len or dims.max_position_embeddings) // 4)
-        if estimate_memory(_memory_inputs(s, dims, gpu, max_seq_len=shorter)).fits:
-            out.append(f"build.max_seq_len: {shorter}")
+        updates: dict[str, Any] = {"build.max_seq_len": shorter}
+        if s.build.max_input_len >= shorter:
+            updates["build.max_input_len"] = shorter // 2
+        if _plans_clean(s, dims, gpu, arch, **updates):
+            out.append(" and ".join(f"{k}: {v}" for k, v in updates.items()))
     return out
 
 
-def _memory_findings(m: MemoryEstimate, s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -> list[Finding]:
+def _memory_findings(m: MemoryEstimate, s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec,
+                     written: Recipe) -> list[Finding]:
+    """``s``: the resolved settings; ``written``: the recipe for this GPU before defaults were resolved."""
     if gpu.reference or m.fits:
         return []
-    tries = _fit_suggestions(s, dims, gpu, arch)
+    tries = _fit_suggestions(written, dims, gpu, arch)
     hint = f"; try {' or '.join(tries)}" if tries else ""
     static = m.weights_bytes_per_rank + m.activation_bytes_per_rank + m.overhead_bytes_per_rank
     frac = s.runtime.kv_cache.free_gpu_memory_fraction
@@ -213,11 +329,12 @@ def make_plan(loaded: LoadedRecipe, gpu_name: str) -> BuildPlan:
     max_seq_len = settings.build.max_seq_len or dims.max_position_embeddings
     findings = notes + run_rules(RuleContext(settings, dims, gpu, arch, max_seq_len))
     mem = estimate_memory(_memory_inputs(settings, dims, gpu))
-    findings += _memory_findings(mem, settings, dims, gpu, arch)
+    findings += _memory_findings(mem, settings, dims, gpu, arch, recipe)
     order = {"error": 0, "warning": 1, "info": 2}
     diags = tuple(sorted(
         (PlanDiagnostic(rule=f.rule, severity=f.severity, message=f.message, path=f.path,
-                        position=_position(loaded, gpu.key, f.path)) for f in findings),
+                        position=_position(loaded, gpu.key, f.path), fixes=suggested_fixes(f.message))
+         for f in findings),
         key=lambda d: (order.get(d.severity, 3), d.rule)))
     config_sha = _file_sha256(config_path)
     stages = _stages(settings, dims, gpu, arch, config_sha)

@@ -23,7 +23,9 @@ def _kib(n: int) -> str:
     return f"{n / 1024:,.0f} KiB" if n >= 1024 else f"{n} B"
 
 
-def render_plan(plan: BuildPlan) -> str:
+def render_plan(plan: BuildPlan, keys: dict[str, str] | None = None) -> str:
+    """The plan as text. ``keys``: the cache's stage keys (``plan --status``); without them no key is shown,
+    since a stage's key needs the model files' digests, which planning does not read."""
     t, m, s, mem = plan.target, plan.model, plan.settings, plan.memory
     q, p, b = s.quantization, s.parallelism, s.build
     lines: list[str] = []
@@ -61,9 +63,10 @@ def render_plan(plan: BuildPlan) -> str:
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
     lines.append("")
-    lines.append("stages")
+    lines.append("stages" if keys is not None else "stages (cache keys: `trtbuild plan --status`)")
     for st in plan.stages:
-        lines.append(f"  {st.name.ljust(10)}  key {st.key[:12]}  {_summarize(st.name, st.params)}")
+        key = f"key {(keys.get(st.name) or '?')[:12]:<12}  " if keys is not None else ""
+        lines.append(f"  {st.name.ljust(10)}  {key}{_summarize(st.name, st.params)}")
     if plan.diagnostics:
         lines.append("")
         lines.append("diagnostics")

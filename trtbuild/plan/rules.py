@@ -42,6 +42,59 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+# Suggestions in messages are written `recipe.key: value` (alternatives separated by "or", edits that only
+# work together joined by "with"): `plan --json` lists them as fixes, and a test applies each one and
+# replans, so a suggestion never leads into another error.
+def _paged_context_fmha_off(weights: str, kv: str, gpu: GpuSpec) -> bool:
+    """trtllm-build 1.2 turns paged context FMHA off for these KV formats (see rule_kv_quant_context_fmha)."""
+    return kv == "int8" or (kv == "fp8" and (weights not in FP8_FAMILY or gpu.sm < 89))
+
+
+def _needs_paged_fmha(c: RuleContext) -> bool:
+    r = c.recipe.runtime
+    return r.kv_cache.reuse or r.chunked_context
+
+
+def _kv_alternative(c: RuleContext, weights: str) -> str:
+    """A KV format for ``weights`` on this GPU that keeps the recipe's reuse / chunked context working."""
+    for kv in ("fp8", "int8", "none"):
+        if kv == "none" or (c.gpu.supports_kv(kv) and kv in c.arch.kv_formats
+                            and not (_needs_paged_fmha(c) and _paged_context_fmha_off(weights, kv, c.gpu))):
+            return kv
+    return "none"
+
+
+def _awq_fits(c: RuleContext, block: int) -> bool:
+    d, tp = c.dims, c.recipe.parallelism.tp
+    inter = d.moe_intermediate_size if d.num_experts else d.intermediate_size
+    return all(n == int(n) and int(n) % block == 0
+               for n in (d.hidden_size, d.num_heads * d.head_dim / tp, inter / tp))
+
+
+def _weights_alternative(c: RuleContext) -> str | None:
+    """The first weight format this GPU and architecture support that needs nothing else changed."""
+    for fmt in ("int4_awq", "int8_sq", "int8_wo", "int4_wo", "none"):
+        if fmt != "none" and not (c.gpu.supports_weights(fmt) and fmt in c.arch.weight_formats):
+            continue
+        if fmt == "int4_awq" and not _awq_fits(c, c.recipe.quantization.awq_block_size):
+            continue
+        return fmt
+    return None
+
+
+def _weights_fix(c: RuleContext) -> str:
+    """'quantization.weights: int4_awq' (with the KV format it then needs), or '' when none is known."""
+    alt = _weights_alternative(c)
+    if alt is None:
+        return ""
+    q = c.recipe.quantization
+    fix = f"quantization.weights: {alt}"
+    if q.kv_cache != "none" and (not c.gpu.supports_kv(q.kv_cache)
+                                 or (_needs_paged_fmha(c) and _paged_context_fmha_off(alt, q.kv_cache, c.gpu))):
+        fix += f" with quantization.kv_cache: {_kv_alternative(c, alt)}"
+    return fix
+
+
 def rule_precision_sm(c: RuleContext) -> list[Finding]:
     q, g = c.recipe.quantization, c.gpu
     out = []
@@ -53,19 +106,22 @@ def rule_precision_sm(c: RuleContext) -> list[Finding]:
                                "quantization"))
         return out
     need = {"fp8": 89, "w4a8_awq": 89, "nvfp4": 100}.get(q.weights)
+    fix = _weights_fix(c)
+    hint = f" (try {fix} in this GPU's targets override)" if fix else ""
     if need and g.sm < need:
-        alt = "int4_awq" if g.supports_weights("int4_awq") else "none"
-        out.append(Finding("quant.sm", "error",
-                           f"{q.weights} weights need SM >= {need}; {g.name} is SM {g.sm} "
-                           f"(try quantization.weights: {alt}, or a targets: override for this GPU)",
+        out.append(Finding("quant.sm", "error", f"{q.weights} weights need SM >= {need}; {g.name} is SM {g.sm}{hint}",
                            "quantization.weights"))
     elif not g.supports_weights(q.weights):
-        out.append(Finding("quant.sm", "error", f"{g.name} does not support {q.weights} weights",
+        out.append(Finding("quant.sm", "error", f"{g.name} does not support {q.weights} weights{hint}",
                            "quantization.weights"))
     if q.kv_cache == "fp8" and g.sm < 89:
+        weights = q.weights if g.supports_weights(q.weights) else (_weights_alternative(c) or q.weights)
+        alt = _kv_alternative(c, weights)
+        why = " (an INT8 KV cache would turn off the paged context FMHA that KV reuse and chunked context need)" \
+            if alt == "none" and _needs_paged_fmha(c) else ""
         out.append(Finding("quant.sm", "error",
                            f"fp8 KV cache needs SM >= 89 on the engine path; {g.name} is SM {g.sm} "
-                           "(try quantization.kv_cache: int8)", "quantization.kv_cache"))
+                           f"(try quantization.kv_cache: {alt}){why}", "quantization.kv_cache"))
     return out
 
 
@@ -133,7 +189,8 @@ def rule_awq_block(c: RuleContext) -> list[Finding]:
         if n != int(n) or int(n) % b:
             out.append(Finding("awq.block", "error",
                                f"awq_block_size {b} does not divide {what} = {n:g}; "
-                               f"use awq_block_size: 64 or a smaller tp", "quantization.awq_block_size"))
+                               + ("use quantization.awq_block_size: 64 or a smaller tp" if b != 64 and _awq_fits(c, 64)
+                                  else "use a smaller tp or another weight format"), "quantization.awq_block_size"))
     return out
 
 
@@ -148,21 +205,30 @@ def rule_kv_layout(c: RuleContext) -> list[Finding]:
         out.append(Finding("batching.paged_kv", "error",
                            f"in-flight batching needs build.kv_cache.type: paged (got {b.kv_cache.type})",
                            "build.kv_cache.type"))
+    q = c.recipe.quantization
+    enable = "build.paged_context_fmha: true with build.kv_cache.type: paged"
+    if not c.gpu.reference and _paged_context_fmha_off(q.weights, q.kv_cache, c.gpu):
+        enable += " with quantization.kv_cache: none"  # else trtllm-build turns paged context FMHA off again
     if r.kv_cache.reuse and not (b.paged_context_fmha and b.kv_cache.type == "paged"):
+        off = "" if r.kv_cache.retention.rules else " or set runtime.kv_cache.reuse: false"
         out.append(Finding("kv.reuse.paged_context_fmha", "error",
-                           "runtime.kv_cache.reuse needs build.paged_context_fmha: true and a paged KV cache "
-                           "(or set runtime.kv_cache.reuse: false)", "runtime.kv_cache.reuse"))
+                           f"runtime.kv_cache.reuse needs paged context FMHA and a paged KV cache: set {enable}{off}",
+                           "runtime.kv_cache.reuse"))
     if r.chunked_context and not (b.paged_context_fmha and b.kv_cache.type == "paged"):
         out.append(Finding("chunked_context.paged_context_fmha", "error",
-                           "runtime.chunked_context needs build.paged_context_fmha: true and a paged KV cache",
-                           "runtime.chunked_context"))
+                           f"runtime.chunked_context needs paged context FMHA and a paged KV cache: set {enable} "
+                           "or runtime.chunked_context: false", "runtime.chunked_context"))
     if r.chunked_context and b.max_num_tokens % b.kv_cache.tokens_per_block:
         out.append(Finding("chunked_context.chunk_size", "warning",
                            f"max_num_tokens {b.max_num_tokens} is not a multiple of tokens_per_block "
                            f"{b.kv_cache.tokens_per_block}; chunks are rounded down", "build.max_num_tokens"))
     if r.kv_cache.retention.rules and not r.kv_cache.reuse:
+        ok = c.gpu.reference or (b.paged_context_fmha and b.kv_cache.type == "paged"
+                                 and not _paged_context_fmha_off(q.weights, q.kv_cache, c.gpu))
         out.append(Finding("kv.retention.reuse", "error",
-                           "KV retention rules only act on reused blocks: set runtime.kv_cache.reuse: true",
+                           "KV retention rules only act on reused blocks: "
+                           + ("set runtime.kv_cache.reuse: true" if ok else
+                              "turn runtime.kv_cache.reuse on (it needs paged context FMHA) or remove the rules"),
                            "runtime.kv_cache.retention"))
     if r.kv_cache.host_offload and not r.kv_cache.reuse:
         out.append(Finding("kv.host_offload.reuse", "warning",
@@ -190,10 +256,14 @@ def rule_kv_quant_context_fmha(c: RuleContext) -> list[Finding]:
     needs = [name for name, on in (("runtime.kv_cache.reuse", r.kv_cache.reuse),
                                    ("runtime.chunked_context", r.chunked_context)) if on]
     if needs:
+        fixes = ["quantization.kv_cache: none"]
+        if (q.kv_cache != "fp8" and c.gpu.sm >= 89 and c.gpu.supports_kv("fp8")
+                and q.weights in FP8_FAMILY and "fp8" in c.arch.kv_formats):
+            fixes.append("quantization.kv_cache: fp8")
         return [Finding("kv_quant.paged_context_fmha", "error",
                         f"trtllm-build turns paged context FMHA off with {why}, so {' and '.join(needs)} would "
-                        "silently stop working; use quantization.kv_cache: none (or fp8 with fp8 weights), "
-                        "or turn them off", "quantization.kv_cache")]
+                        f"silently stop working; use {' or '.join(fixes)} (an FP8 KV cache keeps it with fp8, "
+                        "w4a8_awq or nvfp4 weights on SM >= 89), or turn them off", "quantization.kv_cache")]
     return [Finding("kv_quant.paged_context_fmha", "warning",
                     f"trtllm-build turns paged context FMHA off with {why}", "quantization.kv_cache")]
 
@@ -203,17 +273,20 @@ def rule_lengths(c: RuleContext) -> list[Finding]:
     out = []
     if b.max_input_len > c.max_seq_len:
         out.append(Finding("len.input_vs_seq", "error",
-                           f"max_input_len {b.max_input_len} exceeds max_seq_len {c.max_seq_len}",
-                           "build.max_input_len"))
+                           f"max_input_len {b.max_input_len} exceeds max_seq_len {c.max_seq_len} "
+                           f"(try build.max_input_len: {max(1, c.max_seq_len // 2)})", "build.max_input_len"))
     elif b.max_input_len == c.max_seq_len:
         out.append(Finding("len.input_vs_seq", "warning",
                            f"max_input_len equals max_seq_len ({c.max_seq_len}): a longest prompt leaves no room "
                            "for output", "build.max_input_len"))
     if not r.chunked_context and b.max_num_tokens < b.max_input_len:
+        q = c.recipe.quantization
+        chunked = (c.gpu.reference or (b.paged_context_fmha and b.kv_cache.type == "paged" and r.batching == "inflight"
+                                       and not _paged_context_fmha_off(q.weights, q.kv_cache, c.gpu)))
         out.append(Finding("len.num_tokens_vs_input", "error",
                            f"max_num_tokens {b.max_num_tokens} < max_input_len {b.max_input_len}: without chunked "
-                           "context a long prompt can never be scheduled (raise max_num_tokens or set "
-                           "runtime.chunked_context: true)", "build.max_num_tokens"))
+                           f"context a long prompt can never be scheduled (set build.max_num_tokens: {b.max_input_len}"
+                           + (" or runtime.chunked_context: true)" if chunked else ")"), "build.max_num_tokens"))
     if b.max_num_tokens > b.max_batch_size * c.max_seq_len:
         out.append(Finding("len.num_tokens_clipped", "info",
                            f"max_num_tokens {b.max_num_tokens} > max_batch_size x max_seq_len "
@@ -230,15 +303,15 @@ def rule_lengths(c: RuleContext) -> list[Finding]:
     if r.max_batch_size is not None and r.max_batch_size > b.max_batch_size:
         out.append(Finding("runtime.max_batch_size", "error",
                            f"runtime.max_batch_size {r.max_batch_size} exceeds the engine's build.max_batch_size "
-                           f"{b.max_batch_size} (the engine's value wins silently at run time)",
-                           "runtime.max_batch_size"))
+                           f"{b.max_batch_size} (the engine's value wins silently at run time; try "
+                           f"runtime.max_batch_size: {b.max_batch_size})", "runtime.max_batch_size"))
     tpb = b.kv_cache.tokens_per_block
     one_seq = math.ceil(c.max_seq_len / tpb) * tpb * b.max_beam_width
     if r.kv_cache.max_tokens is not None and r.kv_cache.max_tokens < one_seq:
         out.append(Finding("runtime.kv_max_tokens", "error",
                            f"runtime.kv_cache.max_tokens {r.kv_cache.max_tokens} cannot hold one sequence of "
-                           f"max_seq_len {c.max_seq_len} (needs {one_seq} = tokens_per_block x blocks x beam)",
-                           "runtime.kv_cache.max_tokens"))
+                           f"max_seq_len {c.max_seq_len} (needs {one_seq} = tokens_per_block x blocks x beam; try "
+                           f"runtime.kv_cache.max_tokens: {one_seq})", "runtime.kv_cache.max_tokens"))
     return out
 
 
@@ -248,22 +321,25 @@ def rule_build_features(c: RuleContext) -> list[Finding]:
     if b.fp8_context_fmha and q.weights not in FP8_FAMILY:
         out.append(Finding("fp8_context_fmha.quant", "error",
                            f"fp8_context_fmha needs fp8, w4a8_awq or nvfp4 weights (got {q.weights}); "
-                           "trtllm-build would silently drop it", "build.fp8_context_fmha"))
+                           "trtllm-build would silently drop it (set build.fp8_context_fmha: false)",
+                           "build.fp8_context_fmha"))
     if b.opt_num_tokens is not None and b.multiple_profiles:
         out.append(Finding("opt_num_tokens.multiple_profiles", "error",
                            "opt_num_tokens cannot be combined with multiple_profiles", "build.opt_num_tokens"))
     if b.gemm_plugin == "fp8" and q.weights != "fp8":
-        out.append(Finding("gemm_plugin.quant", "error", "gemm_plugin fp8 needs fp8 weights", "build.gemm_plugin"))
+        out.append(Finding("gemm_plugin.quant", "error", "gemm_plugin fp8 needs fp8 weights (try build.gemm_plugin: auto)",
+                           "build.gemm_plugin"))
     if b.gemm_plugin == "nvfp4" and q.weights != "nvfp4":
-        out.append(Finding("gemm_plugin.quant", "error", "gemm_plugin nvfp4 needs nvfp4 weights", "build.gemm_plugin"))
+        out.append(Finding("gemm_plugin.quant", "error",
+                           "gemm_plugin nvfp4 needs nvfp4 weights (try build.gemm_plugin: auto)", "build.gemm_plugin"))
     if b.reduce_fusion and (c.recipe.parallelism.tp == 1 or c.arch.family not in ("llama", "gemma2")):
         out.append(Finding("reduce_fusion.scope", "warning",
                            "reduce_fusion only applies with tp > 1 on Llama or Gemma 2; trtllm-build turns it off",
                            "build.reduce_fusion"))
     if r.gpu_weights_percent < 1.0 and not b.weight_streaming:
         out.append(Finding("weight_streaming", "error",
-                           "runtime.gpu_weights_percent < 1 needs build.weight_streaming: true",
-                           "runtime.gpu_weights_percent"))
+                           "runtime.gpu_weights_percent < 1 needs build.weight_streaming: true "
+                           "(or runtime.gpu_weights_percent: 1.0)", "runtime.gpu_weights_percent"))
     if r.decoding_mode == "beam_search" and b.max_beam_width == 1:
         out.append(Finding("decoding.beam", "error", "decoding_mode beam_search needs build.max_beam_width > 1",
                            "runtime.decoding_mode"))
@@ -285,7 +361,7 @@ def rule_checkpoint_export(c: RuleContext) -> list[Finding]:
     if c.recipe.dtype == "float32":
         out.append(Finding("dtype.float32", "error",
                            "ModelOpt exports float32 checkpoints as float16 without saying so; use dtype: float16 "
-                           "or bfloat16 for engines", "dtype"))
+                           "or dtype: bfloat16 for engines", "dtype"))
     if c.arch.family == "gemma2":
         out.append(Finding("checkpoint.gemma2", "warning",
                            "ModelOpt 0.47 writes Gemma 2 TensorRT-LLM checkpoints only where tensorrt_llm is "

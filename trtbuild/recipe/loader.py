@@ -35,6 +35,8 @@ class LoadedRecipe:
     positions: PositionMap
     targets: dict[str, Recipe] = field(default_factory=dict)
     """Merged recipe per canonical GPU key named in ``targets:``."""
+    gpus: tuple[str, ...] = ()
+    """Canonical keys of the GPUs listed in ``gpus:`` (what every command builds by default)."""
 
     @property
     def base_dir(self) -> Path:
@@ -90,11 +92,13 @@ def parse_recipe(text: str, path: Path) -> LoadedRecipe:
                                       position=positions.at(()) or SourcePosition(file, 1, 1))])
     diagnostics: list[Diagnostic] = []
     recipe = _validate(data, positions, diagnostics, override_of=None)
-    targets = _validate_targets(data, positions, diagnostics)
+    gpus = _validate_gpus(data, positions, diagnostics)
+    targets = _validate_targets(data, positions, diagnostics, gpus)
     if diagnostics or recipe is None:
         raise RecipeError(_dedupe(diagnostics))
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return LoadedRecipe(path=path, text_sha256=digest, recipe=recipe, data=data, positions=positions, targets=targets)
+    return LoadedRecipe(path=path, text_sha256=digest, recipe=recipe, data=data, positions=positions, targets=targets,
+                        gpus=gpus)
 
 
 def _validate(data: dict[str, Any], positions: PositionMap, out: list[Diagnostic],
@@ -164,9 +168,43 @@ def _touches(override: dict[str, Any], path: Path_) -> bool:
     return True
 
 
-def _validate_targets(data: dict[str, Any], positions: PositionMap, out: list[Diagnostic]) -> dict[str, Recipe]:
-    from trtbuild.catalog.gpus import all_gpus, find_gpu
+def _unknown_gpu(name: object) -> str:
+    from trtbuild.catalog.gpus import all_gpus
     from trtbuild.recipe.suggest import did_you_mean
+
+    hint = did_you_mean(str(name), [n for g in all_gpus() for n in (g.key, *g.aliases)])
+    return f"unknown GPU {quote_key(name)}{hint}; `trtbuild gpus` lists them"
+
+
+def _validate_gpus(data: dict[str, Any], positions: PositionMap, out: list[Diagnostic]) -> tuple[str, ...]:
+    """Canonical keys of ``gpus:`` (names or aliases), in the recipe's order; unknown names and
+    duplicates are errors."""
+    from trtbuild.catalog.gpus import find_gpu
+
+    listed = data.get("gpus")
+    if not isinstance(listed, list):
+        return ()  # absent, or a type error the schema reports
+    keys: list[str] = []
+    seen: dict[str, str] = {}
+    for i, name in enumerate(listed):
+        if not isinstance(name, str):
+            continue
+        pos = positions.at(("gpus", i))
+        gpu = find_gpu(name)
+        if gpu is None:
+            out.append(Diagnostic(_unknown_gpu(name), path=f"gpus[{i}]", position=pos))
+        elif gpu.key in seen:
+            out.append(Diagnostic(f"{quote_key(name)} and {quote_key(seen[gpu.key])} both name {gpu.name}",
+                                  path=f"gpus[{i}]", position=pos))
+        else:
+            seen[gpu.key] = name
+            keys.append(gpu.key)
+    return tuple(keys)
+
+
+def _validate_targets(data: dict[str, Any], positions: PositionMap, out: list[Diagnostic],
+                      gpus: tuple[str, ...] = ()) -> dict[str, Recipe]:
+    from trtbuild.catalog.gpus import find_gpu
 
     targets = data.get("targets")
     if not isinstance(targets, dict):
@@ -177,8 +215,12 @@ def _validate_targets(data: dict[str, Any], positions: PositionMap, out: list[Di
         gpu = find_gpu(str(name))
         pos = positions.at(("targets", name), prefer_key=True)
         if gpu is None:
-            hint = did_you_mean(str(name), [n for g in all_gpus() for n in (g.key, *g.aliases)])
-            out.append(Diagnostic(f"unknown GPU {quote_key(name)}{hint}; `trtbuild gpus` lists them",
+            out.append(Diagnostic(_unknown_gpu(name), path=dotted(("targets", str(name))), position=pos))
+            continue
+        if isinstance(data.get("gpus"), list) and gpu.key not in gpus:
+            listed = ", ".join(str(g) for g in data["gpus"])
+            out.append(Diagnostic(f"override for {gpu.name}, which is not in gpus: [{listed}]; add {quote_key(name)} "
+                                  "to gpus: (what the recipe builds) or remove the override",
                                   path=dotted(("targets", str(name))), position=pos))
             continue
         if gpu.key in seen:

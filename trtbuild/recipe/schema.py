@@ -11,7 +11,16 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 WeightQuant = Literal["none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4", "int8_wo", "int4_wo"]
 KvQuant = Literal["none", "fp8", "int8"]
@@ -31,38 +40,75 @@ def _finite_int(number: float, what: str, limit: str) -> int:
     return int(round(number))
 
 
+def _shown(number: float) -> str:
+    """A bare number as the user wrote it, shortened (a 400-digit integer must not become a 400-char message)."""
+    text = f"{number:g}" if isinstance(number, float) else str(number)
+    return text if len(text) <= 24 else text[:20] + "..."
+
+
+DURATION_UNITS = "ms, s, m (or min), h"
+SIZE_UNITS = "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
+
+
 def parse_duration_ms(value: Any) -> Any:
-    """'10m' / '30s' / '500ms' / '1h' / a bare number of seconds → milliseconds (int)."""
+    """'10m' / '30s' / '500ms' / '1h' → milliseconds (int). A bare number is refused: `600` could mean
+    seconds or milliseconds, so the unit is required (0 needs none)."""
     if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, (int, float)) and value == 0:
+        return 0
     if isinstance(value, (int, float)):
-        seconds = float(value) if isinstance(value, float) or abs(value) < 2**63 else math.inf
-        return _finite_int(seconds * 1000, "the duration", "365 days")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("the duration is out of range (at most 365 days)")
+        n = _shown(value)
+        raise ValueError(f"a duration needs a unit: write '{n}s' or '{n}ms' (units: {DURATION_UNITS})")
     if isinstance(value, str):
         m = _DURATION.match(value) if len(value) <= 1024 else None
         if not m:
-            raise ValueError(f"expected a duration such as '10m', '30s' or '500ms', got {value[:64]!r}")
+            raise ValueError(f"expected a duration such as '10m', '30s' or '500ms' (units: {DURATION_UNITS}), "
+                             f"got {value[:64]!r}")
+        if m.group(2) is None and float(m.group(1)) != 0:
+            raise ValueError(f"a duration needs a unit: write '{m.group(1)}s' or '{m.group(1)}ms' "
+                             f"(units: {DURATION_UNITS})")
         return _finite_int(float(m.group(1)) * _UNIT_MS[m.group(2)], "the duration", "365 days")
     return value
 
 
 def parse_size_bytes(value: Any) -> Any:
-    """'8GiB' / '512MB' / a bare number of bytes → bytes (int)."""
+    """'8GiB' / '512MB' / '4096B' → bytes (int). A bare number is refused (`host_offload: 16` would be
+    16 bytes): the unit is required, 0 (off) needs none."""
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, float):
-        return _finite_int(value, "the size", "1 PiB")
+    if isinstance(value, (int, float)) and value == 0:
+        return 0
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("the size is out of range (at most 1 PiB)")
+        n = _shown(value)
+        raise ValueError(f"a size needs a unit: write e.g. '{n}GiB' or '{n}B' (units: {SIZE_UNITS}); 0 turns it off")
     if isinstance(value, str):
         m = _SIZE.match(value) if len(value) <= 1024 else None
         if not m:
-            raise ValueError(f"expected a size such as '8GiB' or '512MB', got {value[:64]!r}")
+            raise ValueError(f"expected a size such as '8GiB' or '512MB' (units: {SIZE_UNITS}), got {value[:64]!r}")
+        if m.group(2) is None and float(m.group(1)) != 0:
+            raise ValueError(f"a size needs a unit: write e.g. '{m.group(1)}GiB' or '{m.group(1)}B' "
+                             f"(units: {SIZE_UNITS})")
         unit = (m.group(2) or "B").lower()
         return _finite_int(float(m.group(1)) * _UNIT_BYTES[unit], "the size", "1 PiB")
     return value
 
 
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms), Field(ge=0, le=365 * 24 * 3_600_000)]
-SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes), Field(ge=0, le=2**50)]
+# What editors see (`trtbuild schema`): the forms a recipe is written in, not the parsed integers.
+_DURATION_JSON = {"anyOf": [{"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|min|h)\s*$"},
+                            {"const": 0}],
+                  "description": f"A duration with its unit ({DURATION_UNITS}), e.g. '10m'; 0 = none."}
+_SIZE_JSON = {"anyOf": [{"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([KMGTkmgt][iI]?[Bb]|[Bb])\s*$"},
+                        {"const": 0}],
+              "description": f"A size with its unit ({SIZE_UNITS}), e.g. '16GiB'; 0 = off."}
+
+DurationMs = Annotated[int, BeforeValidator(parse_duration_ms), Field(ge=0, le=365 * 24 * 3_600_000),
+                       WithJsonSchema(_DURATION_JSON)]
+SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes), Field(ge=0, le=2**50), WithJsonSchema(_SIZE_JSON)]
 
 
 class Section(BaseModel):
@@ -385,6 +431,9 @@ class Recipe(Section):
     """Artifact name: lower-case letters, digits, `.`, `_`, `-`."""
     model: ModelSpec
     """The model to compile."""
+    gpus: tuple[str, ...] = Field(default=(), max_length=64, strict=False)  # a YAML list is not a tuple
+    """The GPUs this recipe is built for (names or aliases, see `trtbuild gpus`; `cpu` = the CPU reference).
+    Every command (plan, compile, status, lock) builds these unless `--gpu` says otherwise."""
     dtype: DType = "auto"
     """Compute dtype of non-quantized parts; `auto` = the checkpoint's torch_dtype."""
     quantization: Quantization = Quantization()
@@ -398,7 +447,8 @@ class Recipe(Section):
     serving: Serving = Serving()
     """Triton repository options."""
     targets: dict[str, TargetOverride] = Field(default_factory=dict)
-    """Per-GPU overrides, keyed by GPU name or alias (see `trtbuild gpus`)."""
+    """Per-GPU overrides, keyed by GPU name or alias; each GPU must also be listed in `gpus:`. Overrides never
+    decide what is built."""
     toolchain: Toolchain = Toolchain()
     """How the engine stage runs TensorRT-LLM."""
     publish: Publish = Publish()

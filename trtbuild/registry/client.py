@@ -164,7 +164,7 @@ class RegistryClient:
                     self._sleep(self._backoff * 2 ** (attempt - 1))
                     continue
                 raise RegistryUnreachable(f"registry {self.registry} unreachable during {method} "
-                                          f"{_short(url)}: {_reason(exc)}") from None
+                                          f"{_short(url)}: {_reason(exc)}{_tls_hint(exc, self)}") from None
             if resp.status_code == 401 and trusted and not authed and self._authenticate(resp, scope):
                 authed = True
                 continue
@@ -326,8 +326,23 @@ def _short(url: str) -> str:
     return path.split("?", 1)[0]
 
 
+def _tls_hint(exc: Exception, client: RegistryClient) -> str:
+    """A TLS handshake with a server that speaks plain HTTP (a local `docker-registry`, `registry:2`) fails
+    with a bare SSL error: say what it means and what to pass."""
+    if not isinstance(exc, requests.exceptions.SSLError) or client.base_url.startswith("http://"):
+        return ""
+    text = str(exc)
+    if any(m in text for m in ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure",
+                               "unknown protocol", "http request")):
+        return (f" — {client.registry} answered plain HTTP to a TLS handshake: for a local registry without TLS, "
+                "pass --plain-http (allowed for localhost / 127.0.0.1 / ::1 only)")
+    return " — TLS failed; for a registry with a self-signed certificate pass --insecure"
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed (SSLError)"
     for marker in ("Connection refused", "Connection reset", "Connection aborted", "timed out",
                    "Name or service not known", "Remote end closed connection"):
         if marker in text:

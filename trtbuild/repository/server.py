@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import RepositoryError, UsageError
+from trtbuild.errors import RepositoryError
 from trtbuild.repository.launch import command_line, rank_arguments
 from trtbuild.repository.manifest import MODELS_DIR, RepositoryManifest, read_manifest
 from trtbuild.repository.python_env import PythonEnv
@@ -58,7 +59,8 @@ def pytriton_install(python_version: str | None = None) -> TritonInstall:
     ``python_version`` (major.minor) picks the Python-backend stub; default: this interpreter's."""
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("nvidia-pytriton is not installed: `pip install -e '.[serve]'` (it ships tritonserver)")
+        raise RepositoryError("nvidia-pytriton is not installed: `pip install 'trtbuild[serve]'` (it ships the "
+                              "tritonserver that serves CPU reference repositories)")
     root = Path(next(iter(spec.submodule_search_locations)))
     server = root / "tritonserver"
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -67,15 +69,16 @@ def pytriton_install(python_version: str | None = None) -> TritonInstall:
                             "triton_python_backend_stub")
     for path in (install.binary, install.backends, install.stub):
         if path is None or not path.exists():
-            raise UsageError(f"nvidia-pytriton is incomplete: {path} is missing (Python {version} supported?)")
+            raise RepositoryError(f"nvidia-pytriton is incomplete: {path} is missing (Python {version} supported?)")
     return install
 
 
 def system_install() -> TritonInstall:
     binary = os.environ.get("TRITONSERVER") or shutil.which("tritonserver") or DEFAULT_TRITONSERVER
     if not Path(binary).exists():
-        raise UsageError(f"tritonserver not found (looked at $TRITONSERVER, PATH, {DEFAULT_TRITONSERVER}); "
-                         "serve engine repositories inside NVIDIA's tritonserver TensorRT-LLM container")
+        # A missing tool is a failed serving step (exit 4), as a missing trtllm-build is a failed engine stage.
+        raise RepositoryError(f"tritonserver not found (looked at $TRITONSERVER, PATH, {DEFAULT_TRITONSERVER}); "
+                              "serve engine repositories inside NVIDIA's tritonserver TensorRT-LLM container")
     return TritonInstall(binary=Path(binary))
 
 
@@ -192,19 +195,53 @@ class TritonServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
+                failed = "".join(f"\n  model {name!r} failed to load: {why}" for name, why in self.failed_models())
                 raise RepositoryError(f"tritonserver exited with status {self.process.returncode} while loading "
-                                      f"{self.repo}", log_tail=self.log_tail())
+                                      f"{self.repo}{failed}", log_tail=self.log_tail())
             if self.ready():
                 return
             time.sleep(0.25)
         raise RepositoryError(f"tritonserver did not become ready within {timeout:.0f}s", log_tail=self.log_tail())
 
-    def log_tail(self, lines: int = 40) -> str:
+    def loading_status(self) -> str:
+        """'2/5 models loaded (loading: tensorrt_llm)', read from the server log: Triton answers HTTP only
+        once every model is loaded, and logs each model as it loads."""
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        loaded = set(re.findall(r"successfully loaded '([^']+)'", text))
+        failed = set(re.findall(r"failed to load '([^']+)'", text))
+        models = list(self.manifest.models) or sorted(loaded | failed)
+        waiting = [m for m in models if m not in loaded and m not in failed]
+        out = f"{len(loaded)}/{len(models)} models loaded"
+        if failed:
+            out += f", FAILED: {', '.join(sorted(failed))}"
+        return out + (f" (loading: {', '.join(waiting)})" if waiting else "")
+
+    def failed_models(self) -> list[tuple[str, str]]:
+        """(model, first line of the reason) for every model the log says failed to load."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        out: dict[str, str] = {}
+        for m in re.finditer(r"failed to load '([^']+)' version \d+: ([^\n]*)", text):
+            out.setdefault(m.group(1), m.group(2).split("\\n")[0].rstrip('"'))
+        return sorted(out.items())
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The log's last ``lines`` lines, preceded by any earlier line that says why a model failed to load
+        (Triton prints the reason once, long before its shutdown messages)."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        all_lines = text.splitlines()
+        tail = all_lines[-lines:]
+        markers = ("failed to load", "UNAVAILABLE:", "Traceback", "Error:", "error:")
+        reasons = [ln for ln in all_lines[:-lines] if any(m in ln for m in markers)][-10:]
+        return "\n".join(reasons + (["..."] if reasons else []) + tail)
 
     def stop(self, timeout: float = 15.0) -> None:
         proc, self.process = self.process, None

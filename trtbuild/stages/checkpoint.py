@@ -27,6 +27,7 @@ torch, transformers and modelopt are imported inside functions: importing this m
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -277,8 +278,12 @@ def run_checkpoint(inputs: CheckpointInputs, out_dir: Path, *, progress: Progres
             (stage / "config.json").write_text(json.dumps(raw, indent=4), encoding="utf-8")
             progress.finish(task)
         else:
-            from trtbuild.stages import modelopt_driver as driver
+            with progress.waiting("import torch, transformers and ModelOpt"):  # ~10 s before any model work
+                from trtbuild.stages import modelopt_driver as driver
 
+                with contextlib.suppress(ImportError):  # the stage itself reports a missing package
+                    import modelopt.torch.quantization  # noqa: F401
+                    import transformers  # noqa: F401
             device = device or driver.default_device()
             model, tokenizer = driver.load_model_and_tokenizer(inputs, device=device, progress=progress)
             calib_info = driver.quantize(model, tokenizer, inputs, texts, device=device, progress=progress)

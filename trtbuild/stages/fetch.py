@@ -2,9 +2,9 @@
 
 Sources: a local directory (the caller resolves a recipe-relative path to an absolute one) or
 ``hf://org/name[@revision]``, downloaded with ``huggingface_hub.snapshot_download`` into the HF cache.
-The revision is resolved to a commit sha. The only token used is ``HF_TOKEN`` from the environment
-(passed through, never printed or written); ``HF_HUB_OFFLINE``, ``HF_HOME`` and ``HF_HUB_CACHE`` are read
-when the fetch runs, not at import.
+The revision is resolved to a commit sha. The token is huggingface_hub's own choice: ``HF_TOKEN``, else
+the one saved by ``hf auth login`` (passed through, never printed or written); ``HF_HUB_OFFLINE``,
+``HF_HOME`` and ``HF_HUB_CACHE`` are read when the fetch runs, not at import.
 
 Weights policy: safetensors only, unless ``allow_pickle`` and the model has no safetensors. A
 safetensors header is checked without torch (size, JSON, offsets), so a truncated file is reported by
@@ -225,21 +225,14 @@ def _snapshot(source: str, repo: str, revision: str | None, patterns: tuple[str,
         )
     except ImportError as e:
         raise fetch_error(f"model.source: {source} needs huggingface_hub, which is not installed ({e})") from None
-    token = os.environ.get("HF_TOKEN") or False  # False: never fall back to a token stored on disk
+    from trtbuild.hf_access import describe_hub_error, hf_token
+
+    token = hf_token()  # HF_TOKEN, else the token saved by `hf auth login`
     try:
         folder = snapshot_download(
             repo_id=repo, revision=revision or "main", allow_patterns=list(patterns),
             cache_dir=_hf_cache_dir(), local_files_only=_offline(), token=token)
-    except GatedRepoError:
-        raise fetch_error(f"model.source: {source} is gated; accept its licence and set HF_TOKEN") from None
-    except RepositoryNotFoundError:
-        raise fetch_error(f"model.source: {source}: repository not found (or HF_TOKEN lacks access)") from None
-    except RevisionNotFoundError:
-        raise fetch_error(f"model.source: {source}: revision {revision!r} not found") from None
-    except LocalEntryNotFoundError:
-        where = "offline (HF_HUB_OFFLINE set) and it is" if _offline() else "it is"
-        raise fetch_error(f"model.source: {source}: {where} not in the Hugging Face cache "
-                          f"({_hf_cache_dir()})") from None
-    except (HfHubHTTPError, OSError) as e:
-        raise fetch_error(f"model.source: {source}: download failed: {type(e).__name__}: {e}") from None
+    except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, LocalEntryNotFoundError,
+            HfHubHTTPError, OSError) as e:  # OSError covers requests' ConnectionError: "no network", not a trace
+        raise fetch_error(f"model.source: {describe_hub_error(e, source)}") from None
     return Path(folder)
