@@ -23,6 +23,7 @@ from typing import Any
 from trtbuild.contracts import DEFAULT_RELEASE, load_fixture, release_dir
 from trtbuild.contracts.parse_backend import backend_parameters, model_tensors, request_errors, type_parsers
 from trtbuild.contracts.parse_build import build_flags, plugin_sm_refusals
+from trtbuild.contracts.parse_llmapi import llm_args, sampling_params, triton_model
 from trtbuild.contracts.parse_quant import builder_refusals
 from trtbuild.contracts.parse_retention import priority_constants, tensor_rules, validation
 
@@ -33,6 +34,9 @@ MIS, MS, UTILS = SRC + "model_instance_state.cc", SRC + "model_state.cc", SRC + 
 PBTXT = "triton_backend/all_models/inflight_batcher_llm/tensorrt_llm/config.pbtxt"
 BUILD, PLUGIN = "tensorrt_llm/commands/build.py", "tensorrt_llm/plugin/plugin.py"
 BUILDER, MODE = "tensorrt_llm/builder.py", "tensorrt_llm/quantization/mode.py"
+LLM_ARGS, SAMPLING = "tensorrt_llm/llmapi/llm_args.py", "tensorrt_llm/sampling_params.py"
+LLMAPI_PBTXT = "triton_backend/all_models/llmapi/tensorrt_llm/config.pbtxt"
+LLMAPI_YAML = "triton_backend/all_models/llmapi/tensorrt_llm/1/model.yaml"
 RETENTION, EXECUTOR_H = "cpp/tensorrt_llm/executor/kvCacheRetentionConfig.cpp", "cpp/include/tensorrt_llm/executor/executor.h"
 
 Texts = dict[str, str]
@@ -66,6 +70,18 @@ def _retention(t: Texts) -> dict[str, Any]:
             "tensors": tensor_rules(t[UTILS])}
 
 
+def _llmapi_args(t: Texts) -> dict[str, Any]:
+    return llm_args(t[LLM_ARGS])
+
+
+def _llmapi_sampling(t: Texts) -> dict[str, Any]:
+    return sampling_params(t[SAMPLING])
+
+
+def _llmapi_model(t: Texts) -> dict[str, Any]:
+    return triton_model(t[LLMAPI_PBTXT], t[LLMAPI_YAML])
+
+
 SPECS: dict[str, Spec] = {
     "backend_parameters": Spec(
         "Every config.pbtxt parameter the TensorRT-LLM C++ backend reads: type, required (read outside a try: a "
@@ -86,6 +102,18 @@ SPECS: dict[str, Spec] = {
         "KvCacheRetentionConfig validation (sort key, checks in order, messages, priority bounds, the source's "
         "own examples) and how the backend reads the retention_* tensors.", (RETENTION, EXECUTOR_H, UTILS),
         _retention),
+    "llmapi_args": Spec(
+        "The keyword arguments LLM(...) accepts with the PyTorch backend (TorchLlmArgs over BaseLlmArgs: "
+        "annotation, default, bounds, status), every config class (KvCacheConfig, SchedulerConfig, ...) and "
+        "enum (CapacitySchedulerPolicy, ContextChunkingPolicy, ...) of llmapi/llm_args.py.", (LLM_ARGS,),
+        _llmapi_args),
+    "llmapi_sampling_params": Spec(
+        "The keyword arguments SamplingParams(...) accepts (a kw_only dataclass), their defaults, and the "
+        "checks its _validate() makes.", (SAMPLING,), _llmapi_sampling),
+    "llmapi_triton_model": Spec(
+        "NVIDIA's Triton model around tensorrt_llm.LLM (triton_backend/all_models/llmapi): the inputs and "
+        "outputs of its config.pbtxt and the keys of its model.yaml (triton_config for Triton, the rest "
+        "for LLM(...)).", (LLMAPI_PBTXT, LLMAPI_YAML), _llmapi_model),
 }
 
 

@@ -55,9 +55,10 @@ class RepositoryManifest(_Frozen):
 
     format: int = MANIFEST_FORMAT
     generator: str
-    backend: Literal["tensorrtllm", "python-reference", "vllm"]
+    backend: Literal["tensorrtllm", "python-reference", "vllm", "llmapi"]
     """`python-reference`: `tensorrt_llm` is the CPU reference (a Python model), never an engine;
-    `vllm`: `tensorrt_llm_bls` generates with vLLM (trtbuild.backends.vllm)."""
+    `vllm`: `tensorrt_llm_bls` generates with vLLM (trtbuild.backends.vllm); `llmapi`: it generates with
+    TensorRT-LLM's LLM API, PyTorch backend (trtbuild.backends.llmapi)."""
     recipe: str
     recipe_sha256: str
     target: str
