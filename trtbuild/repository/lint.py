@@ -29,6 +29,7 @@ Every finding names the file and a rule id. Rules (all errors unless noted):
                                  (Triton refuses to load the ensemble otherwise)
     ensemble.unused_tensor       an internal tensor no step consumes (Triton refuses this too)
     world.size                   world size = tp x pp, and launch.sh starts that many ranks
+    llmapi.*                     an LLM-API repository's 1/model.yaml (trtbuild/backends/llmapi/lint.py)
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ def lint_view(view: RepoView, *, engine_dir: Path | None = None) -> list[Finding
     _consistency_rules(configs, manifest, out)
     _ensemble_rules(configs, out)
     _launch_rules(view, manifest, out)
+    from trtbuild.backends.llmapi.lint import llmapi_lint  # the LLM-API backend's own rules
+
+    out += llmapi_lint(view, configs)
     return out
 
 

@@ -1,0 +1,1 @@
+"""TEST DOUBLE (see tensorrt_llm/__init__.py): the executor bindings the LLM-API repository uses."""
