@@ -45,13 +45,35 @@ def llmapi_repo(tmp_path_factory: pytest.TempPathFactory, llmapi_plan: object, l
     return out
 
 
-def serve_with_double(repo: Path) -> Iterator[object]:
+def double_env(root: Path) -> Path:
+    """A virtual environment for the Python stub: this one's packages plus the fake `tensorrt_llm`.
+
+    Triton's stub ignores PYTHONPATH and imports from the first `python` on PATH (trtbuild.repository.
+    python_env), so the double goes in through a .pth file of a small environment of its own."""
+    import subprocess
+    import sysconfig
+
+    env = root / "double-env"
+    if not (env / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
+    here = sysconfig.get_path("purelib")
+    (site / "trtbuild_test_double.pth").write_text(f"import site; site.addsitedir({here!r})\n{FAKE_TRTLLM}\n")
+    return env
+
+
+def serve_with_double(repo: Path, env: Path) -> Iterator[object]:
     """tritonserver (nvidia-pytriton) on ``repo`` with the fake `tensorrt_llm` importable by the Python stub."""
     from trtbuild.repository.server import pytriton_install
 
-    yield from serve(repo, install=pytriton_install(), env={"PYTHONPATH": str(FAKE_TRTLLM)})
+    yield from serve(repo, install=pytriton_install(), python_env=env)
+
+
+@pytest.fixture(scope="session")
+def llmapi_double_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return double_env(tmp_path_factory.mktemp("llmapi-double"))
 
 
 @pytest.fixture(scope="module")
-def llmapi_server(llmapi_repo: Path) -> Iterator[object]:
-    yield from serve_with_double(llmapi_repo)
+def llmapi_server(llmapi_repo: Path, llmapi_double_env: Path) -> Iterator[object]:
+    yield from serve_with_double(llmapi_repo, llmapi_double_env)
