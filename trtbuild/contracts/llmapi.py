@@ -2,6 +2,7 @@
 
     llm_fields()                     name -> field spec of what ``LLM(...)`` takes (PyTorch backend)
     check_llm_kwargs(kwargs)         problems pydantic (``extra="forbid"``) / ``BaseLLM.__init__`` would raise
+    check_config(name, kwargs)       the same for one config class (``KvCacheConfig``, ``SchedulerConfig``)
     sampling_fields()                name -> field spec of ``SamplingParams(...)``
     check_sampling_kwargs(kwargs)    problems ``SamplingParams(**kwargs)`` would raise (unknown name, type)
     retention_init()                 the KvCacheRetentionConfig / TokenRangeRetentionConfig arguments
@@ -157,6 +158,11 @@ def check_llm_kwargs(kwargs: dict[str, Any], release: str = DEFAULT_RELEASE) -> 
     if "backend" in kwargs and kwargs["backend"] != "pytorch":
         out.append(f"backend: {kwargs['backend']!r} selects another args class than the PyTorch backend's")
     return out
+
+
+def check_config(name: str, kwargs: dict[str, Any], release: str = DEFAULT_RELEASE) -> list[str]:
+    """What the config class ``name`` of llm_args.py (``KvCacheConfig``, ...) would refuse for ``kwargs``."""
+    return _Checker(release).fields(config_class(name, release), kwargs, f"{name}.")
 
 
 def check_sampling_kwargs(kwargs: dict[str, Any], release: str = DEFAULT_RELEASE) -> list[str]:

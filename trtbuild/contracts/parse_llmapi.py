@@ -113,16 +113,16 @@ def llm_args(text: str) -> dict[str, Any]:
     tree = ast.parse(text)
     classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
     enums = {c.name: _enum(c) for c in classes if any(b in ENUM_BASES for b in _bases(c))}
-    models = {c.name: {"bases": _bases(c), "fields": _fields(c)} for c in classes if c.name not in enums}
-    models = {name: m for name, m in models.items() if m["fields"]}
+    bases = {c.name: _bases(c) for c in classes if c.name not in enums}
+    own = {c.name: _fields(c) for c in classes if c.name not in enums}
+    models = {name: fields for name, fields in own.items() if fields}
 
     def merged(name: str) -> dict[str, dict[str, Any]]:
-        model = models[name]
         out: dict[str, dict[str, Any]] = {}
-        for base in model["bases"]:
+        for base in bases[name]:
             if base in models:
                 out.update(merged(base))
-        out.update(model["fields"])
+        out.update(models[name])
         return out
 
     if LLM_CLASS not in models:
@@ -133,7 +133,7 @@ def llm_args(text: str) -> dict[str, Any]:
         "llm_class": LLM_CLASS,
         "llm_fields": fields,
         "llm_aliases": aliases,
-        "classes": {name: {"bases": m["bases"], "fields": merged(name)} for name, m in sorted(models.items())},
+        "classes": {name: {"bases": bases[name], "fields": merged(name)} for name in sorted(models)},
         "enums": dict(sorted(enums.items())),
     }
 
@@ -156,9 +156,10 @@ def sampling_params(text: str) -> dict[str, Any]:
         if name.startswith("_") or no_init:
             continue
         fields[name] = {"type": ast.unparse(node.annotation), **_default(value)}
-    checks = [{"when": ast.unparse(n.test), "message": ast.unparse(n.body[0].exc)}  # type: ignore[attr-defined]
-              for n in ast.walk(cls) if isinstance(n, ast.If) and n.body and isinstance(n.body[0], ast.Raise)
-              and n.body[0].exc is not None]
+    checks = []
+    for n in ast.walk(cls):
+        if isinstance(n, ast.If) and n.body and isinstance(n.body[0], ast.Raise) and n.body[0].exc is not None:
+            checks.append({"when": ast.unparse(n.test), "message": ast.unparse(n.body[0].exc)})
     return {"class": "SamplingParams", "decorators": decorators, "fields": fields, "validate": checks}
 
 

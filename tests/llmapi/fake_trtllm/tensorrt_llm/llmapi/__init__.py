@@ -7,8 +7,13 @@ import enum
 import os
 import sys
 
-from trtbuild.contracts.llmapi import check_llm_kwargs, check_sampling_kwargs, config_class, enum_values, llm_fields
-from trtbuild.contracts.llmapi import _Checker  # noqa: PLC2701 - the double checks exactly as the tests do
+from trtbuild.contracts.llmapi import (
+    check_config,
+    check_llm_kwargs,
+    check_sampling_kwargs,
+    enum_values,
+    llm_fields,
+)
 
 from ._engine import Engine, RequestOutput
 
@@ -23,7 +28,7 @@ class _Config:
 
     def __init__(self, **kwargs):
         plain = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in kwargs.items()}
-        problems = _Checker("trtllm_1_2").fields(config_class(self.NAME), plain, f"{self.NAME}.")
+        problems = check_config(self.NAME, plain)
         if problems:
             raise ValueError(f"{len(problems)} validation error(s) for {self.NAME}: " + "; ".join(problems))
         self.fields = plain
