@@ -51,3 +51,18 @@ def test_the_double_refuses_an_unknown_llm_argument(tmp_path: Any, llmapi_repo: 
     with pytest.raises(RepositoryError) as info:
         next(serve_with_double(repo, llmapi_double_env))
     assert "got invalid argument: enable_prefix_caching" in str(info.value)
+
+
+def test_client_retention_ranges_become_the_requests_retention_config(llmapi_server: Any) -> None:
+    from vllm_helpers import responses
+
+    _, error = responses(llmapi_server, "ensemble", "Hello world a b c", 4, retention_token_range_starts=[0],
+                         retention_token_range_ends=[2], retention_token_range_priorities=[80],
+                         retention_decode_priority=10)
+    assert error is None, error
+    log = llmapi_server.log_path.read_text(errors="replace")
+    assert [ln for ln in log.splitlines() if "TEST DOUBLE] retention" in ln][-1].endswith(
+        "KvCacheRetentionConfig([(0, 2, 80, None)], 10, None)")
+    _, error = responses(llmapi_server, "ensemble", "Hello world", 4, retention_token_range_starts=[0, 1],
+                         retention_token_range_ends=[3, 4], retention_token_range_priorities=[50, 50])
+    assert error is not None and "Token ranges must be non-overlapping." in error
