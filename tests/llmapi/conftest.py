@@ -13,10 +13,9 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "vllm"))      # vllm_helpers: the client of the shared contract
-FAKE_TRTLLM = HERE / "fake_trtllm"
 
+from llmapi_helpers import double_env, serve_with_double  # noqa: E402
 from repository.helpers import plan_for, write_tiny_recipe  # noqa: E402
-from vllm_helpers import serve  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -43,30 +42,6 @@ def llmapi_repo(tmp_path_factory: pytest.TempPathFactory, llmapi_plan: object, l
     out = tmp_path_factory.mktemp("llmapi") / "repo"
     render_llmapi_repository(llmapi_plan, out_dir=out, hf_model_dir=llmapi_model)  # type: ignore[arg-type]
     return out
-
-
-def double_env(root: Path) -> Path:
-    """A virtual environment for the Python stub: this one's packages plus the fake `tensorrt_llm`.
-
-    Triton's stub ignores PYTHONPATH and imports from the first `python` on PATH (trtbuild.repository.
-    python_env), so the double goes in through a .pth file of a small environment of its own."""
-    import subprocess
-    import sysconfig
-
-    env = root / "double-env"
-    if not (env / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
-    here = sysconfig.get_path("purelib")
-    (site / "trtbuild_test_double.pth").write_text(f"import site; site.addsitedir({here!r})\n{FAKE_TRTLLM}\n")
-    return env
-
-
-def serve_with_double(repo: Path, env: Path) -> Iterator[object]:
-    """tritonserver (nvidia-pytriton) on ``repo`` with the fake `tensorrt_llm` importable by the Python stub."""
-    from trtbuild.repository.server import pytriton_install
-
-    yield from serve(repo, install=pytriton_install(), python_env=env)
 
 
 @pytest.fixture(scope="session")

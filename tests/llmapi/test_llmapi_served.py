@@ -38,7 +38,7 @@ def test_the_double_refuses_an_unknown_llm_argument(tmp_path: Any, llmapi_repo: 
     import shutil
 
     import yaml
-    from conftest import serve_with_double
+    from llmapi_helpers import serve_with_double
 
     from trtbuild.errors import RepositoryError
 
