@@ -235,7 +235,7 @@ class TritonPythonModel:
         send(self._tensors(job, beams, recorder, first=True, total=max(len(b) for b in beams)), True)
 
     def _tensors(self, job: Job, beams, recorder, *, first: bool, total: int, step: int = 0):
-        prefix = job.input_ids if (first and not job.exclude_input) else []
+        prefix = job.input_ids if (first and not job.exclude_input and not job.streaming) else []  # never streamed
         rows = [prefix + b for b in beams]
         width = max(1, max(len(r) for r in rows))
         ids = np.full((1, len(rows), width), -1, dtype=np.int32)
@@ -346,11 +346,11 @@ class _Streamer:
                 self.recorder.first_token_ns = time.time_ns()
             self.count += 1
             self.send(self.model._tensors(self.job, [[token]], self.recorder, first=self.count == 1,
-                                          total=self.count, step=self.count - 1), False)
+                                          total=1, step=self.count - 1), False)  # counts are per response
 
     def end(self):
         pass
 
     def finish(self):
-        self.send(self.model._tensors(self.job, [[]], self.recorder, first=self.count == 0, total=self.count,
+        self.send(self.model._tensors(self.job, [[]], self.recorder, first=self.count == 0, total=0,
                                       step=self.count), True)

@@ -291,6 +291,9 @@ class Serving(Section):
     """Default stop strings (clients may add their own)."""
     bad_words: tuple[str, ...] = ()
     """Default banned strings."""
+    stream_coalescing: bool = False
+    """tensorrt_llm_bls: when the engine's streamed tokens arrive faster than they are sent on, send the
+    ones already waiting as one response (same text and token counts, fewer and longer chunks)."""
 
     @field_validator("end_ids")
     @classmethod

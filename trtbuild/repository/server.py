@@ -8,6 +8,10 @@ the stub imports this venv's packages (numpy < 2, torch, transformers). For engi
 
 Servers listen on 127.0.0.1 only, on free ports unless told otherwise, in their own process group;
 `stop()` ends the whole group (SIGTERM, then SIGKILL) and removes the private files.
+
+A plain Triton model repository (model folders with config.pbtxt, no trtbuild manifest; e.g. NVIDIA's
+filled templates) is served too: world size 1, the tritonserver on PATH if there is one, else
+nvidia-pytriton's (`preferred_install`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 
 from trtbuild.errors import RepositoryError, UsageError
 from trtbuild.repository.launch import command_line, rank_arguments
-from trtbuild.repository.manifest import MODELS_DIR, RepositoryManifest, read_manifest
+from trtbuild.repository.manifest import MANIFEST_NAME, MODELS_DIR, RepositoryManifest, read_manifest
 
 DEFAULT_TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
 
@@ -76,6 +80,18 @@ def system_install() -> TritonInstall:
     return TritonInstall(binary=Path(binary))
 
 
+def preferred_install() -> TritonInstall:
+    """The system's tritonserver ($TRITONSERVER or PATH) when there is one, else nvidia-pytriton's."""
+    if os.environ.get("TRITONSERVER") or shutil.which("tritonserver"):
+        return system_install()
+    return pytriton_install()
+
+
+def is_model_repository(path: Path) -> bool:
+    """A plain Triton model repository: at least one model folder with a config.pbtxt."""
+    return Path(path).is_dir() and any(p.is_file() for p in Path(path).glob("*/config.pbtxt"))
+
+
 class TritonServer:
     """One tritonserver (or one mpirun of world-size ranks) on a repository."""
 
@@ -83,16 +99,32 @@ class TritonServer:
                  metrics_port: int | None = None, install: TritonInstall | None = None,
                  log_path: Path | None = None, env: dict[str, str] | None = None, log_verbose: int = 0):
         self.repo = Path(repo).resolve()
-        self.manifest: RepositoryManifest = read_manifest(self.repo)
+        self._manifest: RepositoryManifest | None = None
+        if (self.repo / MANIFEST_NAME).is_file() or not is_model_repository(self.repo):
+            self._manifest = read_manifest(self.repo)
+        self.models_dir = self.repo / MODELS_DIR if self._manifest is not None else self.repo
+        self.world_size = self._manifest.world_size if self._manifest is not None else 1
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
-        self.install = install or (pytriton_install() if self.manifest.reference else system_install())
+        if install is None:
+            if self._manifest is None:
+                install = preferred_install()
+            else:
+                install = pytriton_install() if self._manifest.reference else system_install()
+        self.install = install
         self.extra_env = dict(env or {})
         self.log_verbose = log_verbose
         self._tmp = Path(tempfile.mkdtemp(prefix="trtbuild-triton-"))
         self.log_path = Path(log_path) if log_path else self._tmp / "tritonserver.log"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def manifest(self) -> RepositoryManifest:
+        """The trtbuild manifest (a plain model repository has none)."""
+        if self._manifest is None:
+            raise UsageError(f"{self.repo} is a plain Triton model repository (no {MANIFEST_NAME})")
+        return self._manifest
 
     @property
     def http_url(self) -> str:
@@ -119,8 +151,8 @@ class TritonServer:
         backends = self._backends_dir()
         if backends is not None:
             extra.append(f"--backend-directory={backends}")
-        ranks = rank_arguments(self.manifest.world_size, tritonserver=str(self.install.binary),
-                               models_dir=str(self.repo / MODELS_DIR), http_port=str(self.http_port),
+        ranks = rank_arguments(self.world_size, tritonserver=str(self.install.binary),
+                               models_dir=str(self.models_dir), http_port=str(self.http_port),
                                grpc_port=str(self.grpc_port), metrics_port=str(self.metrics_port),
                                shm_prefix=f"trtbuild{uuid.uuid4().hex[:8]}r", extra=extra)
         return command_line(ranks, mpirun=os.environ.get("MPIRUN", "mpirun"))

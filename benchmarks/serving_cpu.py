@@ -1,0 +1,223 @@
+"""CPU milliseconds per request and per streamed response of each served path, over every process.
+
+    .venv/bin/python benchmarks/serving_cpu.py [--seconds 6] [--tokens 32] [--instances 2]
+        [--concurrency 1 16 64] [--reference-models DIR] [--accumulate-tokens] [--serving 'KEY: VALUE']
+
+Serves trtbuild's repository of the tiny demo model with an instant stand-in `tensorrt_llm`
+(benchmarks/serving_standin_model.py: `--tokens` tokens per request at once, one response per token
+when streaming), and with `--reference-models DIR`, NVIDIA's own `inflight_batcher_llm` models filled
+the same way (see benchmarks/serving_repos.py for how to get them; nothing of theirs is committed).
+For each client-facing model (`ensemble`, `tensorrt_llm_bls`), non-streamed and streamed, at each
+concurrency: a closed-loop gRPC streaming client consumes every response as NVIDIA's clients do
+(`text_output[0]`, strict UTF-8 decode); CPU time is summed over the client (this process) and the
+server's whole process tree (tritonserver + one Python stub per model instance), read from
+`/proc/<pid>/stat` before and after the measured window. Alongside: the floor, the same tokenize +
+detokenize work in process (trtbuild_text). Prints a markdown table; `--json` for machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from serving_repos import PROMPT, ROOT, build_nvidia, build_ours, run_drive
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------ process CPU
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a live process, from /proc/<pid>/stat."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _label(pid: int) -> str:
+    """tritonserver, or the model a Python stub serves (its model path is on its command line)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    for arg in argv:
+        text = arg.decode(errors="replace")
+        if text.endswith("/model.py"):
+            return Path(text).parent.parent.name
+    return Path(argv[0].decode(errors="replace")).name or "?"
+
+
+def tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds of `root` and every descendant, summed per label."""
+    parents: dict[int, list[int]] = defaultdict(list)
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st is not None:
+                parents[st[0]].append(int(entry))
+                cpu[int(entry)] = st[1]
+    out: dict[str, float] = defaultdict(float)
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in cpu:
+            out[_label(pid)] += cpu[pid]
+        todo.extend(parents.get(pid, ()))
+    return dict(out)
+
+
+class CpuWindow:
+    """CPU seconds spent by this process and a server's tree between start() and stop()."""
+
+    def __init__(self, server_pid: int):
+        self.pid = server_pid
+        self.before: dict[str, float] = {}
+        self.client0 = 0.0
+
+    def start(self) -> None:
+        self.before = tree_cpu(self.pid)
+        self.client0 = time.process_time()
+
+    def stop(self) -> dict[str, float]:
+        client = time.process_time() - self.client0
+        after = tree_cpu(self.pid)
+        out = {"client": client}
+        for label, value in after.items():
+            out[label] = value - self.before.get(label, 0.0)
+        return out
+
+
+# ----------------------------------------------------------------------------------------- floor
+def in_process_floor(model_dir: Path, tokens: int, seconds: float) -> float:
+    """CPU ms per request of the text work alone: tokenize the prompt, stream-decode `tokens` tokens."""
+    sys.path.insert(0, str(ROOT / "repo_templates" / "lib"))
+    from trtbuild_text import TextCodec
+
+    codec = TextCodec(str(model_dir), add_special_tokens=True, skip_special_tokens=True)
+    n = 0
+    t0 = time.process_time()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        ids = codec.encode_batch([PROMPT])[0]
+        det = codec.stream()
+        text = "".join(det.push([ids[i % len(ids)]]) for i in range(tokens)) + det.finish()
+        assert text
+        n += 1
+    return (time.process_time() - t0) * 1e3 / n
+
+
+# ------------------------------------------------------------------------------------------ main
+def measure(repo: Path, name: str, args: argparse.Namespace, rows: list[dict]) -> None:
+    from trtbuild.repository.server import TritonServer
+
+    with TritonServer(repo, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}) as server:
+        assert server.process is not None
+        for model in ("tensorrt_llm_bls", "ensemble"):
+            for stream in (False, True):
+                for conc in args.concurrency:
+                    window = CpuWindow(server.process.pid)
+                    outcome = run_drive(server.grpc_url, model, conc, args.seconds, stream, args.tokens,
+                                        on_start=window.start)
+                    cpu = window.stop() if outcome.requests else {}
+                    total = sum(cpu.values())
+                    row = {"repository": name, "model": model, "mode": "stream" if stream else "whole",
+                           "concurrency": conc, "requests": outcome.requests, "responses": outcome.responses,
+                           "errors": outcome.errors, "bad_utf8": outcome.bad_utf8,
+                           "rps": outcome.requests / outcome.seconds if outcome.seconds else 0.0,
+                           "cpu_ms_per_request": total * 1e3 / outcome.requests if outcome.requests else None,
+                           "cpu_ms_per_response": total * 1e3 / outcome.responses if outcome.responses else None,
+                           "cpu_ms_by_process": {k: round(v * 1e3 / outcome.requests, 3) for k, v in
+                                                 sorted(cpu.items())} if outcome.requests else {}}
+                    rows.append(row)
+                    print(f"  {name:7} {model:17} {row['mode']:6} c={conc:<3} "
+                          + (f"{row['cpu_ms_per_request']:7.2f} CPU ms/req  {row['rps']:7.1f} req/s"
+                             if outcome.requests else f"refused or failed ({outcome.errors} errors)"),
+                          file=sys.stderr, flush=True)
+
+
+def table(rows: list[dict], floor: float, args: argparse.Namespace) -> str:
+    lines = [f"CPU per request summed over client + tritonserver + every model process; stand-in engine, "
+             f"{args.tokens} tokens per request; {args.instances} instance(s) of each Python model; "
+             f"{os.cpu_count()} cores shared by client and server.", "",
+             "| repository | model | mode | concurrency | CPU ms / request | CPU ms / response | req/s | "
+             "responses / request | invalid UTF-8 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if not r["requests"]:
+            lines.append(f"| {r['repository']} | {r['model']} | {r['mode']} | {r['concurrency']} | refused | | | | |")
+            continue
+        lines.append(f"| {r['repository']} | {r['model']} | {r['mode']} | {r['concurrency']} | "
+                     f"{r['cpu_ms_per_request']:.2f} | {r['cpu_ms_per_response']:.3f} | {r['rps']:.1f} | "
+                     f"{r['responses'] / r['requests']:.1f} | {r['bad_utf8']} |")
+    lines.append(f"| in-process tokenize + detokenize (floor) | | loop | 1 | {floor:.3f} | | | | |")
+    return "\n".join(lines)
+
+
+def ratios(rows: list[dict]) -> str:
+    """Ours / NVIDIA's, CPU per request, at each concurrency."""
+    def cell(repo, model, mode, conc):
+        for r in rows:
+            if (r["repository"], r["model"], r["mode"], r["concurrency"]) == (repo, model, mode, conc) and r["requests"]:
+                return r["cpu_ms_per_request"]
+        return None
+    out = ["", "| ours / NVIDIA (CPU per request) | concurrency | ratio |", "|---|---:|---:|"]
+    pairs = [("stream: our tensorrt_llm_bls / their tensorrt_llm_bls", "tensorrt_llm_bls", "stream", "tensorrt_llm_bls"),
+             ("whole: our tensorrt_llm_bls / their ensemble", "tensorrt_llm_bls", "whole", "ensemble"),
+             ("whole: our ensemble / their ensemble", "ensemble", "whole", "ensemble"),
+             ("whole: our tensorrt_llm_bls / their tensorrt_llm_bls", "tensorrt_llm_bls", "whole", "tensorrt_llm_bls")]
+    concs = sorted({r["concurrency"] for r in rows})
+    for label, ours, mode, theirs in pairs:
+        for conc in concs:
+            a, b = cell("ours", ours, mode, conc), cell("nvidia", theirs, mode, conc)
+            if a is not None and b:
+                out.append(f"| {label} | {conc} | {a / b:.2f}× |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=6.0, help="measured window per cell")
+    ap.add_argument("--tokens", type=int, default=32, help="tokens the stand-in returns per request")
+    ap.add_argument("--instances", type=int, default=2, help="instances of each Python model (both repositories)")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--reference-models", type=Path, help="NVIDIA's inflight_batcher_llm models (see serving_repos.py)")
+    ap.add_argument("--accumulate-tokens", action="store_true", help="NVIDIA's BLS with accumulate_tokens:true")
+    ap.add_argument("--serving", default="", help="extra YAML lines under `serving:` of our recipe")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    work = Path(tempfile.mkdtemp(prefix="trtbuild-cpu-"))
+    rows: list[dict] = []
+    try:
+        extra = "".join(f"  {line}\n" for line in args.serving.splitlines() if line.strip())
+        ours = build_ours(work, args.instances, args.tokens, serving_extra=extra)
+        nvidia = (build_nvidia(work, args.reference_models, work / "model", args.instances, args.tokens,
+                               accumulate_tokens=args.accumulate_tokens) if args.reference_models else None)
+        measure(ours, "ours", args, rows)
+        if nvidia is not None:
+            measure(nvidia, "nvidia", args, rows)
+        floor = in_process_floor(work / "model", args.tokens, min(args.seconds, 3.0))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"rows": rows, "floor_cpu_ms_per_request": floor, "tokens": args.tokens,
+                          "instances": args.instances}, indent=2))
+        return
+    print(table(rows, floor, args))
+    if args.reference_models:
+        print(ratios(rows))
+
+
+if __name__ == "__main__":
+    main()
