@@ -1,7 +1,7 @@
 """CPU milliseconds per request and per streamed response of each served path, over every process.
 
     .venv/bin/python benchmarks/serving_cpu.py [--seconds 6] [--tokens 32] [--instances 2]
-        [--concurrency 1 16 64] [--reference-models DIR] [--accumulate-tokens] [--serving 'KEY: VALUE']
+        [--concurrency 1 16 64] [--reference-models DIR] [--accumulate-tokens] [--coalescing MS] [--forwarder]
 
 Serves trtbuild's repository of the tiny demo model with an instant stand-in `tensorrt_llm`
 (benchmarks/serving_standin_model.py: `--tokens` tokens per request at once, one response per token
@@ -12,12 +12,16 @@ concurrency: a closed-loop gRPC streaming client consumes every response as NVID
 (`text_output[0]`, strict UTF-8 decode); CPU time is summed over the client (this process) and the
 server's whole process tree (tritonserver + one Python stub per model instance), read from
 `/proc/<pid>/stat` before and after the measured window. Alongside: the floor, the same tokenize +
-detokenize work in process (trtbuild_text). Prints a markdown table; `--json` for machines.
+detokenize work in process (trtbuild_text). `--coalescing MS` adds our repository with
+`serving.stream_coalescing_ms: MS` (its streamed BLS path); `--forwarder` adds the floor of any BLS that
+answers each engine response with one response (benchmarks/serving_forwarder_model.py: no text work at
+all). Prints a markdown table; `--json` for machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -117,32 +121,34 @@ def in_process_floor(model_dir: Path, tokens: int, seconds: float) -> float:
 
 
 # ------------------------------------------------------------------------------------------ main
-def measure(repo: Path, name: str, args: argparse.Namespace, rows: list[dict]) -> None:
+def measure(repo: Path, name: str, args: argparse.Namespace, rows: list[dict],
+            paths: tuple[tuple[str, bool], ...] = (("tensorrt_llm_bls", False), ("tensorrt_llm_bls", True),
+                                                   ("ensemble", False), ("ensemble", True))) -> None:
     from trtbuild.repository.server import TritonServer
 
     with TritonServer(repo, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}) as server:
         assert server.process is not None
-        for model in ("tensorrt_llm_bls", "ensemble"):
-            for stream in (False, True):
-                for conc in args.concurrency:
-                    window = CpuWindow(server.process.pid)
-                    outcome = run_drive(server.grpc_url, model, conc, args.seconds, stream, args.tokens,
-                                        on_start=window.start)
-                    cpu = window.stop() if outcome.requests else {}
-                    total = sum(cpu.values())
-                    row = {"repository": name, "model": model, "mode": "stream" if stream else "whole",
-                           "concurrency": conc, "requests": outcome.requests, "responses": outcome.responses,
-                           "errors": outcome.errors, "bad_utf8": outcome.bad_utf8,
-                           "rps": outcome.requests / outcome.seconds if outcome.seconds else 0.0,
-                           "cpu_ms_per_request": total * 1e3 / outcome.requests if outcome.requests else None,
-                           "cpu_ms_per_response": total * 1e3 / outcome.responses if outcome.responses else None,
-                           "cpu_ms_by_process": {k: round(v * 1e3 / outcome.requests, 3) for k, v in
-                                                 sorted(cpu.items())} if outcome.requests else {}}
-                    rows.append(row)
-                    print(f"  {name:7} {model:17} {row['mode']:6} c={conc:<3} "
-                          + (f"{row['cpu_ms_per_request']:7.2f} CPU ms/req  {row['rps']:7.1f} req/s"
-                             if outcome.requests else f"refused or failed ({outcome.errors} errors)"),
-                          file=sys.stderr, flush=True)
+        for (model, stream), conc in itertools.product(paths, args.concurrency):
+            rows.append(measure_cell(server.grpc_url, server.process.pid, name, model, stream, conc, args))
+
+
+def measure_cell(url: str, pid: int, name: str, model: str, stream: bool, conc: int,
+                 args: argparse.Namespace) -> dict:
+    window = CpuWindow(pid)
+    outcome = run_drive(url, model, conc, args.seconds, stream, args.tokens, on_start=window.start)
+    cpu = window.stop() if outcome.requests else {}
+    total = sum(cpu.values())
+    n = outcome.requests
+    row = {"repository": name, "model": model, "mode": "stream" if stream else "whole", "concurrency": conc,
+           "requests": n, "responses": outcome.responses, "errors": outcome.errors, "bad_utf8": outcome.bad_utf8,
+           "rps": n / outcome.seconds if outcome.seconds else 0.0,
+           "cpu_ms_per_request": total * 1e3 / n if n else None,
+           "cpu_ms_per_response": total * 1e3 / outcome.responses if outcome.responses else None,
+           "cpu_ms_by_process": {k: round(v * 1e3 / n, 3) for k, v in sorted(cpu.items())} if n else {}}
+    print(f"  {name:15} {model:17} {row['mode']:6} c={conc:<3} "
+          + (f"{row['cpu_ms_per_request']:7.2f} CPU ms/req  {row['rps']:7.1f} req/s" if n
+             else f"refused or failed ({outcome.errors} errors)"), file=sys.stderr, flush=True)
+    return row
 
 
 def table(rows: list[dict], floor: float, args: argparse.Namespace) -> str:
@@ -172,13 +178,16 @@ def ratios(rows: list[dict]) -> str:
         return None
     out = ["", "| ours / NVIDIA (CPU per request) | concurrency | ratio |", "|---|---:|---:|"]
     pairs = [("stream: our tensorrt_llm_bls / their tensorrt_llm_bls", "tensorrt_llm_bls", "stream", "tensorrt_llm_bls"),
+             ("stream: our tensorrt_llm_bls, stream_coalescing_ms / their tensorrt_llm_bls", "tensorrt_llm_bls+c", "stream",
+              "tensorrt_llm_bls"),
              ("whole: our tensorrt_llm_bls / their ensemble", "tensorrt_llm_bls", "whole", "ensemble"),
              ("whole: our ensemble / their ensemble", "ensemble", "whole", "ensemble"),
              ("whole: our tensorrt_llm_bls / their tensorrt_llm_bls", "tensorrt_llm_bls", "whole", "tensorrt_llm_bls")]
     concs = sorted({r["concurrency"] for r in rows})
     for label, ours, mode, theirs in pairs:
         for conc in concs:
-            a, b = cell("ours", ours, mode, conc), cell("nvidia", theirs, mode, conc)
+            repo = "ours+coalescing" if ours.endswith("+c") else "ours"
+            a, b = cell(repo, ours.removesuffix("+c"), mode, conc), cell("nvidia", theirs, mode, conc)
             if a is not None and b:
                 out.append(f"| {label} | {conc} | {a / b:.2f}× |")
     return "\n".join(out)
@@ -192,7 +201,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--reference-models", type=Path, help="NVIDIA's inflight_batcher_llm models (see serving_repos.py)")
     ap.add_argument("--accumulate-tokens", action="store_true", help="NVIDIA's BLS with accumulate_tokens:true")
-    ap.add_argument("--serving", default="", help="extra YAML lines under `serving:` of our recipe")
+    ap.add_argument("--coalescing", type=int, default=0, metavar="MS",
+                    help="also measure our BLS streaming with serving.stream_coalescing_ms: MS")
+    ap.add_argument("--forwarder", action="store_true",
+                    help="also measure a BLS that only forwards (the floor of one response per engine response)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -200,14 +212,24 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="trtbuild-cpu-"))
     rows: list[dict] = []
     try:
-        extra = "".join(f"  {line}\n" for line in args.serving.splitlines() if line.strip())
-        ours = build_ours(work, args.instances, args.tokens, serving_extra=extra)
-        nvidia = (build_nvidia(work, args.reference_models, work / "model", args.instances, args.tokens,
-                               accumulate_tokens=args.accumulate_tokens) if args.reference_models else None)
+        ours = build_ours(work / "default", args.instances, args.tokens)
+        coalescing = (build_ours(work / "coalescing", args.instances, args.tokens,
+                                 serving_extra=f"  stream_coalescing_ms: {args.coalescing}\n")
+                      if args.coalescing else None)
+        nvidia = (build_nvidia(work, args.reference_models, work / "default" / "model", args.instances,
+                               args.tokens, accumulate_tokens=args.accumulate_tokens) if args.reference_models else None)
         measure(ours, "ours", args, rows)
+        if coalescing is not None:
+            measure(coalescing, "ours+coalescing", args, rows, paths=(("tensorrt_llm_bls", True),))
+        if args.forwarder:
+            floor_repo = build_ours(work / "forwarder", args.instances, args.tokens)
+            shutil.copy(ROOT / "benchmarks" / "serving_forwarder_model.py",
+                        floor_repo / "models" / "tensorrt_llm_bls" / "1" / "model.py")
+            measure(floor_repo, "forwarding BLS", args, rows, paths=(("tensorrt_llm_bls", False),
+                                                                     ("tensorrt_llm_bls", True)))
         if nvidia is not None:
             measure(nvidia, "nvidia", args, rows)
-        floor = in_process_floor(work / "model", args.tokens, min(args.seconds, 3.0))
+        floor = in_process_floor(work / "default" / "model", args.tokens, min(args.seconds, 3.0))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

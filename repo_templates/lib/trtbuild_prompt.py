@@ -86,6 +86,7 @@ class PromptBuilder:
         self.max_prompt_bytes = self.max_input_len * codec.max_bytes_per_token
         """A longer prompt cannot fit max_input_len tokens: refused without tokenizing it."""
         self._word_cache: dict[str, list[int]] = {}
+        self._stop_cache: dict[int, np.ndarray | None] = {}
 
     # --------------------------------------------------------------------------------- reading
     def read_request(self, get: Callable[[str], np.ndarray | None]) -> dict[str, Any]:
@@ -202,10 +203,15 @@ class PromptBuilder:
             "end_id": np.array(end_ids, dtype=np.int32).reshape(rows, 1),
             "pad_id": np.array(pad_ids, dtype=np.int32).reshape(rows, 1),
         }
-        stop_rows = [self.default_stop + [[e] for e in self.end_ids if e != end] + self._words(words)
-                     for end, words in zip(end_ids, req["stop"])]
-        if any(stop_rows):
-            arrays["stop_words_list"] = word_list_array(stop_rows)
+        if rows == 1 and not any(req["stop"][0]):  # the usual request: the recipe's list, built once
+            stop = self._default_stop_list(end_ids[0])
+            if stop is not None:
+                arrays["stop_words_list"] = stop
+        else:
+            stop_rows = [self.default_stop + [[e] for e in self.end_ids if e != end] + self._words(words)
+                         for end, words in zip(end_ids, req["stop"])]
+            if any(stop_rows):
+                arrays["stop_words_list"] = word_list_array(stop_rows)
         bad_rows = [self.default_bad + self._words(words) for words in req["bad"]]
         if any(bad_rows):
             arrays["bad_words_list"] = word_list_array(bad_rows)
@@ -216,6 +222,15 @@ class PromptBuilder:
             arrays["prompt_table_extra_ids"] = np.where(input_ids >= self.vocab_size, extra, 0).astype(np.uint64)
         arrays.update(self._retention(req, lens, system_lens))
         return arrays
+
+    def _default_stop_list(self, end: int) -> np.ndarray | None:
+        """The recipe's stop sequences (and its other end ids) as a [1, 2, N] list, cached per end id."""
+        if end not in self._stop_cache:
+            if len(self._stop_cache) > 1024:
+                self._stop_cache.clear()
+            words = self.default_stop + [[e] for e in self.end_ids if e != end]
+            self._stop_cache[end] = word_list_array([words]) if words else None
+        return self._stop_cache[end]
 
     def _bias(self, rows: list[list[tuple[str, float]]]) -> np.ndarray:
         bias = np.zeros((len(rows), self.vocab_size), dtype=np.float32)

@@ -92,8 +92,8 @@ class TritonPythonModel:
             if isinstance(built, RequestError):
                 responses[i] = _error(str(built))
                 continue
-            tensors = [pb_utils.Tensor(OUTPUTS[name], arr) for name, arr in built.items()]
             wanted = requests[i].requested_output_names()
+            tensors = [pb_utils.Tensor(OUTPUTS[name], arr) for name, arr in built.items() if OUTPUTS[name] in wanted]
             if DECODER_OUTPUTS[0] in wanted or DECODER_OUTPUTS[1] in wanted:
                 rows = built["input_ids"].shape[0]
                 tensors += [pb_utils.Tensor(DECODER_OUTPUTS[0], built["pad_id"].reshape(rows, 1)),

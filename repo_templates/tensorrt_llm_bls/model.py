@@ -18,8 +18,10 @@ non-streamed text. What clients get, as from NVIDIA's models:
 
 Costs per streamed token are one engine response in and at most one response out. The last chunk goes
 out with the final flag when the request reaches max_tokens; otherwise the final flag follows alone
-(gRPC clients get nothing extra). With `serving.stream_coalescing` the tokens already waiting when
-the model gets to them go out as one response (fewer, longer chunks under load, same text and counts).
+(gRPC clients get nothing extra). With `serving.stream_coalescing_ms` N > 0, a stream gets at most one
+response per N ms: tokens that come sooner after a send wait for the rest of those N ms and go out
+together (fewer, longer chunks when tokens come faster than one per N ms; same text and counts; no
+delay when they come slower).
 Client cancellation is checked every 100 ms (the C++ backend's default period); the engine request
 is then stopped with its `stop` input.
 
@@ -56,11 +58,19 @@ PASSTHROUGH = {
     "lora_config": "lora_config", "guided_decoding_guide_type": "guided_decoding_guide_type",
     "guided_decoding_guide": "guided_decoding_guide",
 }
-# engine outputs handed on to the client under the same name (when the client asks for them)
-FORWARDED = ("num_input_tokens", "cum_log_probs", "output_log_probs", "context_logits", "generation_logits",
-             "sequence_index", "kv_cache_alloc_new_blocks", "kv_cache_reused_blocks", "kv_cache_alloc_total_blocks",
-             "arrival_time_ns", "first_scheduled_time_ns", "first_token_time_ns", "last_token_time_ns",
-             "acceptance_rate", "total_accepted_draft_tokens", "total_draft_tokens")
+# engine outputs handed on to the client under the same name, by the request flag that makes the engine
+# produce them (TensorRT-LLM triton_backend model_instance_state.cc, fillTritonResponse);
+# `sequence_index` comes with num_return_sequences > 1
+PRODUCED_WITH = {
+    "return_num_input_tokens": ("num_input_tokens",),
+    "return_log_probs": ("cum_log_probs", "output_log_probs"),
+    "return_context_logits": ("context_logits",),
+    "return_generation_logits": ("generation_logits",),
+    "return_perf_metrics": ("kv_cache_alloc_new_blocks", "kv_cache_reused_blocks", "kv_cache_alloc_total_blocks",
+                            "arrival_time_ns", "first_scheduled_time_ns", "first_token_time_ns",
+                            "last_token_time_ns", "acceptance_rate", "total_accepted_draft_tokens",
+                            "total_draft_tokens"),
+}
 
 
 class EngineError(Exception):
@@ -72,26 +82,39 @@ def _error(message: str):
 
 
 def _text_tensor(texts: list[str]):
-    return pb_utils.Tensor("text_output", np.array([t.encode() for t in texts], dtype=object))
+    """`text_output`: 1-D, one UTF-8 string per beam."""
+    out = np.empty(len(texts), dtype=object)
+    out[:] = [t.encode() for t in texts]
+    return pb_utils.Tensor("text_output", out)
 
 
 class Job:
     """One client request: the engine's inputs and what the client wants back."""
 
     __slots__ = ("arrays", "passthrough", "rows", "streaming", "beams", "wanted", "forward", "counts",
-                 "max_tokens")
+                 "max_tokens", "plain")
 
     def __init__(self, arrays: dict, passthrough: dict, wanted: set):
         self.arrays, self.passthrough = arrays, passthrough
         self.rows = arrays["input_ids"].shape[0]
-        stream = passthrough.get("streaming")
-        self.streaming = bool(stream is not None and stream.any())
+        self.streaming = self._flag("streaming")
         beam = passthrough.get("beam_width")
         self.beams = 1 if beam is None else int(beam.max())
         self.wanted = wanted
-        self.forward = tuple(name for name in FORWARDED if name in wanted)
-        self.counts = "num_output_tokens" in wanted
+        produced = [name for flag, names in PRODUCED_WITH.items() if self._flag(flag) for name in names]
+        returns = passthrough.get("num_return_sequences")
+        if returns is not None and int(returns.max()) > 1:
+            produced.append("sequence_index")
+        self.forward = tuple(name for name in produced if name in wanted)
+        """Engine outputs to hand on: those the request makes the engine produce and the client wants."""
+        self.counts = "num_output_tokens" in wanted and self._flag("return_num_output_tokens")
         self.max_tokens = arrays["request_output_len"].reshape(-1).tolist()
+        self.plain = self.rows == 1 and all(name == "num_input_tokens" for name in self.forward)
+        """Nothing but text and counts: the response that reaches max_tokens can carry the final flag."""
+
+    def _flag(self, name: str) -> bool:
+        value = self.passthrough.get(name)
+        return bool(value is not None and value.any())
 
     def engine_outputs(self) -> list[str]:
         names = ["output_ids", "sequence_length", *self.forward]
@@ -125,7 +148,7 @@ class TritonPythonModel:
         self.builder = PromptBuilder(self.codec, params)
         self.target = params["tensorrt_llm_model_name"]
         self.max_beam_width = int(params.get("max_beam_width") or 1)
-        self.coalesce = parse_bool(params.get("stream_coalescing") or "false", "stream_coalescing")
+        self.coalesce_s = int(params.get("stream_coalescing_ms") or 0) / 1000.0
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
 
     # ------------------------------------------------------------------------------------ requests
@@ -181,7 +204,7 @@ class TritonPythonModel:
             return _error(f"tensorrt_llm_bls: {type(exc).__name__}: {exc}")
 
     def _serve_decoupled(self, job: Job, sender) -> None:
-        request_id = uuid.uuid4().hex
+        request_id = uuid.uuid4().hex if job.streaming else ""  # to stop the engine if the client leaves
         responses = self._engine_request(job, request_id).exec(decoupled=True)
         if not job.streaming:
             collected = []
@@ -204,7 +227,7 @@ class TritonPythonModel:
     def _stream(self, job: Job, responses, sender, request_id: str) -> None:
         rows = [Row(self.codec) for _ in range(job.rows)]
         batched = job.rows > 1 and "batch_index" in job.wanted
-        early_final = job.rows == 1 and not job.forward
+        early_final = job.plain
         next_check = time.monotonic() + CANCEL_CHECK_S
         for batch in self._batches(responses):
             touched = set()
@@ -217,7 +240,7 @@ class TritonPythonModel:
                 if early_final and row.tokens >= job.max_tokens[r]:  # nothing can follow: final now
                     row.text.append(row.det.finish())
                     sender.send(self._chunk(job, row, r, batched), flags=FINAL)
-                    if not self.coalesce:  # (with coalescing, the pump thread reads the rest)
+                    if not self.coalesce_s:  # (with coalescing, the pump thread reads the rest)
                         for _ in responses:  # the engine's own end of stream, if any
                             pass
                     return
@@ -240,8 +263,10 @@ class TritonPythonModel:
                 sender.send(flags=FINAL)
 
     def _batches(self, responses):
-        """Engine responses, one at a time; with coalescing, all of those already waiting at once."""
-        if not self.coalesce:
+        """Engine responses one at a time. With coalescing (a window of N ms), at most one batch per window:
+        a response arriving N ms or more after the last send goes at once; ones arriving sooner wait until
+        the window since that send has passed, together with everything that arrived meanwhile."""
+        if not self.coalesce_s:
             for response in responses:
                 yield (response,)
             return
@@ -256,42 +281,51 @@ class TritonPythonModel:
                 waiting.put(exc)
             waiting.put(done)
         threading.Thread(target=pump, name="bls-coalesce", daemon=True).start()
-        while True:
+        sent = float("-inf")
+        end = False
+        while not end:
             batch = [waiting.get()]
-            while True:
+            hold = sent + self.coalesce_s
+            while batch[-1] is not done:
+                left = hold - time.monotonic()
                 try:
-                    batch.append(waiting.get_nowait())
+                    batch.append(waiting.get(timeout=left) if left > 0 else waiting.get_nowait())
                 except queue.Empty:
                     break
-            end = done in batch
+            end = batch[-1] is done
             items = [b for b in batch if b is not done]
             for item in items:
                 if isinstance(item, Exception):
                     raise item
             if items:
                 yield items
-            if end:
-                return
+                sent = time.monotonic()
 
-    def _take(self, job: Job, response, rows: list[Row]) -> int:
+    @staticmethod
+    def _take(job: Job, response, rows: list[Row]) -> int:
         """Fold one engine response into its row's state; returns the row."""
-        out = {t.name(): t for t in response.output_tensors()}
-        index = out.get("batch_index")
-        r = int(index.as_numpy().reshape(-1)[0]) if index is not None else 0
+        r, ids, length, count, values = 0, None, 0, 0, None
+        for tensor in response.output_tensors():
+            name = tensor.name()
+            if name == "output_ids":
+                ids = tensor.as_numpy()
+            elif name == "sequence_length":
+                length = int(tensor.as_numpy().item())
+            elif name == "num_output_tokens":
+                count = int(tensor.as_numpy().item())
+            elif name == "batch_index":
+                r = int(tensor.as_numpy().item())
+            elif name in job.forward:
+                values = values or {}
+                values[name] = tensor.as_numpy()
         row = rows[r]
-        ids = out.get("output_ids")
-        if ids is not None:
-            length = int(out["sequence_length"].as_numpy().reshape(-1)[0])
-            tokens = ids.as_numpy().reshape(-1)[:length].tolist() if length > 0 else []
-            row.tokens += len(tokens)
-            row.text.append(row.det.push(tokens) if tokens else "")
-        count = out.get("num_output_tokens")
-        if count is not None:
-            row.count += int(count.as_numpy().reshape(-1)[0])
-        for name in job.forward:
-            tensor = out.get(name)
-            if tensor is not None:
-                row.values[name] = tensor.as_numpy()
+        if ids is not None and length > 0:
+            tokens = ids.ravel()[:length].tolist()
+            row.tokens += length
+            row.text.append(row.det.push(tokens))
+        row.count += count
+        if values:
+            row.values.update(values)
         return r
 
     @staticmethod

@@ -185,7 +185,7 @@ runtime:
 serving:
   instances: {{preprocessing: {n}, postprocessing: {n}, bls: {n}}}
   end_ids: [2]
-  stream_coalescing: {coalesce}
+  stream_coalescing_ms: {coalesce}
 """
 
 
@@ -220,7 +220,7 @@ def _standin(request: pytest.FixtureRequest, tmp: Path, *, instances: int, coale
     from trtbuild.demo.smollm2 import smollm2_checkpoint
 
     tokenizer = write_char_tokenizer(tmp / "tokenizer")
-    recipe = STANDIN_RECIPE.replace("{coalesce}", "true" if coalesce else "false")
+    recipe = STANDIN_RECIPE.replace("{coalesce}", "5" if coalesce else "0")
     # the checkpoint is only rendered (hard-linked), never loaded: the stand-in replaces the engine
     repo = render(tmp / "render", smollm2_checkpoint(), streaming=True, instances=instances,
                   tokenizer_dir=tokenizer, recipe=recipe)
@@ -237,5 +237,5 @@ def standin(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def standin_coalescing(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
-    """The same with `serving.stream_coalescing: true`, one instance of each model."""
+    """The same with `serving.stream_coalescing_ms: 5`, one instance of each model."""
     yield from _standin(request, tmp_path_factory.mktemp("standin-c"), instances=1, coalesce=True)

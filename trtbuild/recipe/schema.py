@@ -291,9 +291,10 @@ class Serving(Section):
     """Default stop strings (clients may add their own)."""
     bad_words: tuple[str, ...] = ()
     """Default banned strings."""
-    stream_coalescing: bool = False
-    """tensorrt_llm_bls: when the engine's streamed tokens arrive faster than they are sent on, send the
-    ones already waiting as one response (same text and token counts, fewer and longer chunks)."""
+    stream_coalescing_ms: int = Field(default=0, ge=0, le=1000)
+    """tensorrt_llm_bls streaming: 0 sends every engine response on at once; N > 0 sends at most one
+    response per N ms per stream, merging tokens that come faster (same text and token counts; fewer,
+    longer chunks when the engine outpaces that rate or the server falls behind; no delay otherwise)."""
 
     @field_validator("end_ids")
     @classmethod

@@ -102,7 +102,7 @@ class RenderContext:
     max_seq_len: int
     vocab_size: int
     max_beam_width: int
-    stream_coalescing: bool
+    stream_coalescing_ms: int
     kv_reuse: bool
     kv_retention_json: str
     logits_dtype: str
@@ -238,7 +238,7 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         bad_words_json=json.dumps(list(sv.bad_words), ensure_ascii=False),
         max_input_len=min(b.max_input_len, engine.max_input_len), max_seq_len=engine.max_seq_len,
         vocab_size=int(plan.model["vocab_size"]), max_beam_width=engine.max_beam_width,
-        stream_coalescing=sv.stream_coalescing, kv_reuse=r.kv_cache.reuse, kv_retention_json=json.dumps(kv_retention, sort_keys=True),
+        stream_coalescing_ms=sv.stream_coalescing_ms, kv_reuse=r.kv_cache.reuse, kv_retention_json=json.dumps(kv_retention, sort_keys=True),
         logits_dtype=logits_dtype, prompt_table_dtype=prompt_dtype, encoder_input_features_dtype="TYPE_FP16",
         trtllm=MappingProxyType(trtllm), client=load_contract(logits_dtype, prompt_dtype), ensemble_steps=steps,
         world_size=world, tp=1 if reference else engine.tp, pp=1 if reference else engine.pp,
