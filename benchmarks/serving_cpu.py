@@ -31,7 +31,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from serving_repos import PROMPT, ROOT, build_nvidia, build_ours, run_drive
+from serving_repos import ROOT, build_nvidia, build_ours, run_drive, text_loop
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -99,25 +99,6 @@ class CpuWindow:
         for label, value in after.items():
             out[label] = value - self.before.get(label, 0.0)
         return out
-
-
-# ----------------------------------------------------------------------------------------- floor
-def in_process_floor(model_dir: Path, tokens: int, seconds: float) -> float:
-    """CPU ms per request of the text work alone: tokenize the prompt, stream-decode `tokens` tokens."""
-    sys.path.insert(0, str(ROOT / "repo_templates" / "lib"))
-    from trtbuild_text import TextCodec
-
-    codec = TextCodec(str(model_dir), add_special_tokens=True, skip_special_tokens=True)
-    n = 0
-    t0 = time.process_time()
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        ids = codec.encode_batch([PROMPT])[0]
-        det = codec.stream()
-        text = "".join(det.push([ids[i % len(ids)]]) for i in range(tokens)) + det.finish()
-        assert text
-        n += 1
-    return (time.process_time() - t0) * 1e3 / n
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -229,7 +210,8 @@ def main() -> None:
                                                                      ("tensorrt_llm_bls", True)))
         if nvidia is not None:
             measure(nvidia, "nvidia", args, rows)
-        floor = in_process_floor(work / "default" / "model", args.tokens, min(args.seconds, 3.0))
+        n, _, cpu = text_loop(work / "default" / "model", args.tokens, min(args.seconds, 3.0))
+        floor = cpu * 1e3 / n
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -46,6 +46,7 @@ runtime:
   streaming: true
 serving:
   instances: {{preprocessing: {n}, postprocessing: {n}, bls: {n}}}
+  end_ids: [2]  # the tokenizer's eos only, as NVIDIA's preprocessing (same work on both sides)
 {extra}"""
 NVIDIA_MODELS = ("preprocessing", "postprocessing", "tensorrt_llm", "tensorrt_llm_bls", "ensemble")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
@@ -198,3 +199,21 @@ async def drive(url: str, model: str, concurrency: int, seconds: float, stream: 
 def run_drive(url: str, model: str, concurrency: int, seconds: float, stream: bool, max_tokens: int,
               on_start=None) -> Outcome:
     return asyncio.run(drive(url, model, concurrency, seconds, stream, max_tokens, on_start))
+
+
+def text_loop(model_dir: Path, tokens: int, seconds: float) -> tuple[int, float, float]:
+    """The text work of one request in this process, back to back: tokenize the prompt, stream-decode
+    `tokens` tokens. Returns (requests, wall seconds, CPU seconds): the floor of any serving path."""
+    sys.path.insert(0, str(ROOT / "repo_templates" / "lib"))
+    from trtbuild_text import TextCodec
+
+    codec = TextCodec(str(model_dir), add_special_tokens=True, skip_special_tokens=True)
+    n = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall0 < seconds:
+        ids = codec.encode_batch([PROMPT])[0]
+        det = codec.stream()
+        text = "".join(det.push([ids[i % len(ids)]]) for i in range(tokens)) + det.finish()
+        assert text
+        n += 1
+    return n, time.perf_counter() - wall0, time.process_time() - cpu0

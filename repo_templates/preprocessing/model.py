@@ -4,10 +4,11 @@ One call tokenizes every row of every request in the dynamic batch. The rules (s
 ids, stop/bad words, embedding bias, KV retention, request validation) live in trtbuild_prompt.py,
 shared with `tensorrt_llm_bls`, so both client-facing paths send the engine the same request.
 
-Streaming through the ensemble: the ensemble's postprocessing sees one engine response at a time
-(TensorRT-LLM 1.2's backend streams only the new tokens; it has no input to return all tokens so
-far), so it can stream exact, valid text only when every token of the vocabulary is whole
-characters. For other tokenizers (byte-level BPE, SentencePiece with byte fallback: nearly every
+Streaming through the ensemble: the ensemble's postprocessing sees one engine response at a time, and
+TensorRT-LLM 1.2's backend streams only the new tokens (NVIDIA/TensorRT-LLM @c8c6df08
+triton_backend/inflight_batcher_llm/src/utils.cc never calls `setReturnAllGeneratedTokens`, and
+batch_manager/llmRequest.cpp streams the tokens after the last one sent unless it is set), so the
+ensemble can stream exact, valid text only when every token of the vocabulary is whole characters. For other tokenizers (byte-level BPE, SentencePiece with byte fallback: nearly every
 LLM) a request with `stream=true` is refused here, before any work, naming `tensorrt_llm_bls`.
 
 `DECODER_INPUT_ID` / `REQUEST_DECODER_INPUT_LEN` are what NVIDIA's preprocessing returns for a
@@ -88,7 +89,13 @@ class TritonPythonModel:
                 where.append(i)
             except RequestError as exc:
                 responses[i] = _error(str(exc))
-        for i, built in zip(where, self.builder.build(parsed)):
+            except Exception as exc:  # noqa: BLE001 - an error response, never a traceback with server paths
+                responses[i] = _error(f"{type(exc).__name__}: {exc}")
+        try:
+            results = self.builder.build(parsed)
+        except Exception as exc:  # noqa: BLE001
+            results = [RequestError(f"{type(exc).__name__}: {exc}")] * len(parsed)
+        for i, built in zip(where, results):
             if isinstance(built, RequestError):
                 responses[i] = _error(str(built))
                 continue

@@ -30,20 +30,20 @@ import pytest
 from . import nvclient
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOLLM2_RECIPE = """\
+RECIPE = """\
 recipe: 1
-name: contract-smollm2
+name: contract
 model:
   source: model
 build:
-  max_batch_size: 8
+  max_batch_size: {batch}
   max_input_len: 256
   max_seq_len: 512
 runtime:
   streaming: {streaming}
 serving:
   instances: {{preprocessing: {n}, postprocessing: {n}, bls: {n}}}
-"""
+{extra}"""
 
 
 @dataclass
@@ -98,15 +98,15 @@ def _tokenizer(path: Path | None) -> Any:
 
 
 def render(tmp: Path, model_dir: Path, *, streaming: bool, instances: int, tokenizer_dir: Path | None = None,
-           recipe: str = SMOLLM2_RECIPE) -> Path:
+           batch: int = 8, extra: str = "") -> Path:
     from trtbuild.plan.planner import make_plan
     from trtbuild.recipe.loader import load_recipe
     from trtbuild.repository import render_repository
 
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "model").symlink_to(Path(model_dir).resolve(), target_is_directory=True)
-    (tmp / "recipe.yaml").write_text(recipe.format(streaming="true" if streaming else "false", n=instances),
-                                     encoding="utf-8")
+    recipe = RECIPE.format(streaming="true" if streaming else "false", n=instances, batch=batch, extra=extra)
+    (tmp / "recipe.yaml").write_text(recipe, encoding="utf-8")
     out = tmp / "repo"
     render_repository(make_plan(load_recipe(tmp / "recipe.yaml"), "cpu"), out_dir=out,
                       tokenizer_dir=tokenizer_dir or model_dir, hf_model_dir=model_dir)
@@ -171,24 +171,6 @@ def contract_unary(request: pytest.FixtureRequest, contract: Contract,
 # ----------------------------------------------------------------------------------- stand-in
 STANDIN_TOKENS = 64
 STANDIN_TEXT = "the quick brown fox jumps over the lazy dog 你好世界 café ünïcode ✓ 🙂"
-STANDIN_RECIPE = """\
-recipe: 1
-name: contract-standin
-model:
-  source: model
-build:
-  max_batch_size: 64
-  max_input_len: 256
-  max_seq_len: 512
-runtime:
-  streaming: {streaming}
-serving:
-  instances: {{preprocessing: {n}, postprocessing: {n}, bls: {n}}}
-  end_ids: [2]
-  stream_coalescing_ms: {coalesce}
-"""
-
-
 def write_char_tokenizer(directory: Path) -> Path:
     """A character-level tokenizer (every token is whole characters, so the ensemble may stream)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -220,10 +202,10 @@ def _standin(request: pytest.FixtureRequest, tmp: Path, *, instances: int, coale
     from trtbuild.demo.smollm2 import smollm2_checkpoint
 
     tokenizer = write_char_tokenizer(tmp / "tokenizer")
-    recipe = STANDIN_RECIPE.replace("{coalesce}", "5" if coalesce else "0")
+    extra = f"  end_ids: [2]\n  stream_coalescing_ms: {5 if coalesce else 0}\n"
     # the checkpoint is only rendered (hard-linked), never loaded: the stand-in replaces the engine
     repo = render(tmp / "render", smollm2_checkpoint(), streaming=True, instances=instances,
-                  tokenizer_dir=tokenizer, recipe=recipe)
+                  tokenizer_dir=tokenizer, batch=64, extra=extra)
     install_standin(repo, STANDIN_TOKENS)
     for server in serve(repo):
         yield Contract(grpc=server.grpc_url, http=server.http_url, tokenizer=_tokenizer(tokenizer), local=True)
