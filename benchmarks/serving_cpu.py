@@ -1,18 +1,20 @@
 """CPU milliseconds per request and per streamed response of each served path, over every process.
 
     .venv/bin/python benchmarks/serving_cpu.py [--seconds 6] [--tokens 32] [--instances 2]
-        [--concurrency 1 16 64] [--reference-models DIR] [--accumulate-tokens] [--coalescing MS] [--forwarder]
+        [--concurrency 1 16 64] [--rounds 1] [--reference-models DIR] [--accumulate-tokens] [--coalescing MS]
+        [--forwarder]
 
 Serves trtbuild's repository of the tiny demo model with an instant stand-in `tensorrt_llm`
 (benchmarks/serving_standin_model.py: `--tokens` tokens per request at once, one response per token
 when streaming), and with `--reference-models DIR`, NVIDIA's own `inflight_batcher_llm` models filled
 the same way (see benchmarks/serving_repos.py for how to get them; nothing of theirs is committed).
 For each client-facing model (`ensemble`, `tensorrt_llm_bls`), non-streamed and streamed, at each
-concurrency: a closed-loop gRPC streaming client consumes every response as NVIDIA's clients do
-(`text_output[0]`, strict UTF-8 decode); CPU time is summed over the client (this process) and the
+concurrency: a closed-loop gRPC streaming client (a fresh process per cell) consumes every response as
+NVIDIA's clients do (`text_output[0]`, strict UTF-8 decode); CPU time is summed over that client and the
 server's whole process tree (tritonserver + one Python stub per model instance), read from
-`/proc/<pid>/stat` before and after the measured window. Alongside: the floor, the same tokenize +
-detokenize work in process (trtbuild_text). `--coalescing MS` adds our repository with
+`/proc/<pid>/stat` before and after the measured window. All servers run at once and every cell is
+measured on each in turn (`--rounds` times, median kept), so load that drifts weighs on all alike.
+Alongside: the floor, the same tokenize + detokenize work in process (trtbuild_text). `--coalescing MS` adds our repository with
 `serving.stream_coalescing_ms: MS` (its streamed BLS path); `--forwarder` adds the floor of any BLS that
 answers each engine response with one response (benchmarks/serving_forwarder_model.py: no text work at
 all). Prints a markdown table; `--json` for machines.
@@ -27,11 +29,10 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
-from serving_repos import ROOT, build_nvidia, build_ours, run_drive, text_loop
+from serving_repos import ROOT, build_nvidia, build_ours, drive_in_child, text_loop
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -81,43 +82,61 @@ def tree_cpu(root: int) -> dict[str, float]:
 
 
 class CpuWindow:
-    """CPU seconds spent by this process and a server's tree between start() and stop()."""
+    """CPU seconds spent by a server's process tree between start() and stop(), plus the client's."""
 
     def __init__(self, server_pid: int):
         self.pid = server_pid
         self.before: dict[str, float] = {}
-        self.client0 = 0.0
 
     def start(self) -> None:
         self.before = tree_cpu(self.pid)
-        self.client0 = time.process_time()
 
-    def stop(self) -> dict[str, float]:
-        client = time.process_time() - self.client0
+    def stop(self, client_cpu: float) -> dict[str, float]:
         after = tree_cpu(self.pid)
-        out = {"client": client}
+        out = {"client": client_cpu}
         for label, value in after.items():
             out[label] = value - self.before.get(label, 0.0)
         return out
 
 
 # ------------------------------------------------------------------------------------------ main
-def measure(repo: Path, name: str, args: argparse.Namespace, rows: list[dict],
-            paths: tuple[tuple[str, bool], ...] = (("tensorrt_llm_bls", False), ("tensorrt_llm_bls", True),
-                                                   ("ensemble", False), ("ensemble", True))) -> None:
+ALL_PATHS = (("tensorrt_llm_bls", False), ("tensorrt_llm_bls", True), ("ensemble", False), ("ensemble", True))
+
+
+def measure(targets: list[tuple[str, Path, tuple[tuple[str, bool], ...]]], args: argparse.Namespace) -> list[dict]:
+    """Every server up at once; each cell measured on each server in turn, `--rounds` times (the median
+    is kept), so a load that drifts over the run weighs on every repository alike."""
     from trtbuild.repository.server import TritonServer
 
-    with TritonServer(repo, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}) as server:
-        assert server.process is not None
-        for (model, stream), conc in itertools.product(paths, args.concurrency):
-            rows.append(measure_cell(server.grpc_url, server.process.pid, name, model, stream, conc, args))
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    servers = [TritonServer(repo, env=env) for _, repo, _ in targets]
+    results: dict[tuple, list[dict]] = defaultdict(list)
+    try:
+        for server in servers:
+            server.start(timeout=600)
+        for _ in range(args.rounds):
+            for (model, stream), conc in itertools.product(ALL_PATHS, args.concurrency):
+                for (name, _, paths), server in zip(targets, servers):
+                    if (model, stream) in paths:
+                        assert server.process is not None
+                        row = measure_cell(server.grpc_url, server.process.pid, name, model, stream, conc, args)
+                        results[(name, model, stream, conc)].append(row)
+    finally:
+        for server in servers:
+            server.stop()
+    rows = []
+    names = [name for name, _, _ in targets]
+    for key in sorted(results, key=lambda k: (names.index(k[0]), ALL_PATHS.index((k[1], k[2])), k[3])):
+        done = sorted((r for r in results[key] if r["requests"]), key=lambda r: r["cpu_ms_per_request"])
+        rows.append(done[len(done) // 2] if done else results[key][0])
+    return rows
 
 
 def measure_cell(url: str, pid: int, name: str, model: str, stream: bool, conc: int,
                  args: argparse.Namespace) -> dict:
     window = CpuWindow(pid)
-    outcome = run_drive(url, model, conc, args.seconds, stream, args.tokens, on_start=window.start)
-    cpu = window.stop() if outcome.requests else {}
+    outcome = drive_in_child(url, model, conc, args.seconds, stream, args.tokens, on_start=window.start)
+    cpu = window.stop(outcome.client_cpu) if outcome.requests else {}
     total = sum(cpu.values())
     n = outcome.requests
     row = {"repository": name, "model": model, "mode": "stream" if stream else "whole", "concurrency": conc,
@@ -177,6 +196,7 @@ def ratios(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=6.0, help="measured window per cell")
+    ap.add_argument("--rounds", type=int, default=1, help="measure every cell this many times; keep the median")
     ap.add_argument("--tokens", type=int, default=32, help="tokens the stand-in returns per request")
     ap.add_argument("--instances", type=int, default=2, help="instances of each Python model (both repositories)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
@@ -191,25 +211,25 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     work = Path(tempfile.mkdtemp(prefix="trtbuild-cpu-"))
-    rows: list[dict] = []
     try:
         ours = build_ours(work / "default", args.instances, args.tokens)
-        coalescing = (build_ours(work / "coalescing", args.instances, args.tokens,
+        model = work / "default" / "model"
+        coalescing = (build_ours(work / "coalescing", args.instances, args.tokens, model=model,
                                  serving_extra=f"  stream_coalescing_ms: {args.coalescing}\n")
                       if args.coalescing else None)
         nvidia = (build_nvidia(work, args.reference_models, work / "default" / "model", args.instances,
                                args.tokens, accumulate_tokens=args.accumulate_tokens) if args.reference_models else None)
-        measure(ours, "ours", args, rows)
+        targets = [("ours", ours, ALL_PATHS)]
         if coalescing is not None:
-            measure(coalescing, "ours+coalescing", args, rows, paths=(("tensorrt_llm_bls", True),))
+            targets.append(("ours+coalescing", coalescing, (("tensorrt_llm_bls", True),)))
         if args.forwarder:
-            floor_repo = build_ours(work / "forwarder", args.instances, args.tokens)
+            floor_repo = build_ours(work / "forwarder", args.instances, args.tokens, model=model)
             shutil.copy(ROOT / "benchmarks" / "serving_forwarder_model.py",
                         floor_repo / "models" / "tensorrt_llm_bls" / "1" / "model.py")
-            measure(floor_repo, "forwarding BLS", args, rows, paths=(("tensorrt_llm_bls", False),
-                                                                     ("tensorrt_llm_bls", True)))
+            targets.append(("forwarding BLS", floor_repo, (("tensorrt_llm_bls", False), ("tensorrt_llm_bls", True))))
         if nvidia is not None:
-            measure(nvidia, "nvidia", args, rows)
+            targets.append(("nvidia", nvidia, ALL_PATHS))
+        rows = measure(targets, args)
         n, _, cpu = text_loop(work / "default" / "model", args.tokens, min(args.seconds, 3.0))
         floor = cpu * 1e3 / n
     finally:

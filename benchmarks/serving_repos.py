@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,16 +63,20 @@ def install_standin(models: Path, tokens: int) -> None:
     (trt / "config.pbtxt").write_text(config, encoding="utf-8")
 
 
-def build_ours(work: Path, instances: int, tokens: int, *, serving_extra: str = "") -> Path:
-    """trtbuild's repository of the tiny demo model, `tensorrt_llm` swapped for the stand-in."""
+def build_ours(work: Path, instances: int, tokens: int, *, serving_extra: str = "", model: Path | None = None) -> Path:
+    """trtbuild's repository of the tiny demo model (made in `work`, or `model`), `tensorrt_llm` swapped
+    for the stand-in."""
     from trtbuild.demo.tiny_model import make_tiny_model
     from trtbuild.plan.planner import make_plan
     from trtbuild.recipe.loader import load_recipe
     from trtbuild.repository import render_repository
 
-    model = work / "model"
+    model = model or work / "model"
     if not model.exists():
         make_tiny_model(model)
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "model").exists():
+        (work / "model").symlink_to(model.resolve(), target_is_directory=True)
     (work / "recipe.yaml").write_text(RECIPE.format(n=instances, extra=serving_extra), encoding="utf-8")
     repo = work / "ours"
     render_repository(make_plan(load_recipe(work / "recipe.yaml"), "cpu"), out_dir=repo, tokenizer_dir=model,
@@ -125,6 +130,7 @@ def build_nvidia(work: Path, source: Path, model_dir: Path, instances: int, toke
 @dataclass
 class Outcome:
     requests: int = 0
+    client_cpu: float = 0.0
     responses: int = 0
     bad_utf8: int = 0
     errors: int = 0
@@ -199,6 +205,44 @@ async def drive(url: str, model: str, concurrency: int, seconds: float, stream: 
 def run_drive(url: str, model: str, concurrency: int, seconds: float, stream: bool, max_tokens: int,
               on_start=None) -> Outcome:
     return asyncio.run(drive(url, model, concurrency, seconds, stream, max_tokens, on_start))
+
+
+def _child(args: tuple, ready: Any, go: Any, out: Any) -> None:
+    holder: dict[str, float] = {}
+
+    def start() -> None:
+        ready.set()
+        go.wait()
+        holder["cpu0"] = time.process_time()
+    outcome = run_drive(*args, on_start=start)
+    outcome.client_cpu = time.process_time() - holder.get("cpu0", time.process_time())
+    out.put(outcome)
+
+
+def drive_in_child(url: str, model: str, concurrency: int, seconds: float, stream: bool, max_tokens: int,
+                   on_start=None) -> Outcome:
+    """run_drive in a fresh process: the client's CPU (`Outcome.client_cpu`) is its own work in the
+    measured window, with no threads left over from earlier runs. `on_start` runs in this process
+    right before the window opens."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_child, args=((url, model, concurrency, seconds, stream, max_tokens), ready, go, out))
+    child.start()
+    try:
+        while not ready.wait(1.0):
+            if not child.is_alive():
+                break
+        if ready.is_set() and on_start is not None:
+            on_start()
+        go.set()
+        outcome = out.get(timeout=seconds + 600)
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    return outcome
 
 
 def text_loop(model_dir: Path, tokens: int, seconds: float) -> tuple[int, float, float]:

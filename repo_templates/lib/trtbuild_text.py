@@ -192,8 +192,9 @@ class TextCodec:
         special = self.add_special_tokens if add_special_tokens is None else add_special_tokens
         if not texts:
             return []
-        if self._backend is not None:
-            return [e.ids for e in self._backend.encode_batch(texts, add_special_tokens=special)]
+        if self._backend is not None:  # ids only: the fast variant skips offsets (tokenizers >= 0.21)
+            encode = getattr(self._backend, "encode_batch_fast", self._backend.encode_batch)
+            return [e.ids for e in encode(texts, add_special_tokens=special)]
         return [list(x) for x in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
 
     def encode_words(self, words: list[str]) -> list[list[int]]:
