@@ -147,7 +147,9 @@ def measure_cell(url: str, pid: int, name: str, model: str, stream: bool, conc: 
            "cpu_ms_by_process": {k: round(v * 1e3 / n, 3) for k, v in sorted(cpu.items())} if n else {}}
     print(f"  {name:15} {model:17} {row['mode']:6} c={conc:<3} "
           + (f"{row['cpu_ms_per_request']:7.2f} CPU ms/req  {row['rps']:7.1f} req/s" if n
-             else f"refused or failed ({outcome.errors} errors)"), file=sys.stderr, flush=True)
+             else f"refused or failed ({outcome.errors} errors)")
+          + (f"  ({outcome.errors} requests failed or timed out)" if n and outcome.errors else ""),
+          file=sys.stderr, flush=True)
     return row
 
 

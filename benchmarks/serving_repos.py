@@ -19,6 +19,7 @@ what is measured is the serving path around the engine:
 from __future__ import annotations
 
 import asyncio
+import queue
 import re
 import shutil
 import sys
@@ -49,6 +50,8 @@ serving:
   instances: {{preprocessing: {n}, postprocessing: {n}, bls: {n}}}
   end_ids: [2]  # the tokenizer's eos only, as NVIDIA's preprocessing (same work on both sides)
 {extra}"""
+REQUEST_TIMEOUT_S = 120.0
+"""A request not done by then counts as an error (a server that lost it must not hang the benchmark)."""
 NVIDIA_MODELS = ("preprocessing", "postprocessing", "tensorrt_llm", "tensorrt_llm_bls", "ensemble")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -136,6 +139,7 @@ class Outcome:
     errors: int = 0
     seconds: float = 0.0
     latencies: list[float] | None = None
+    first_error: str = ""
 
 
 async def _one(client, model: str, inputs: list, outcome: Outcome) -> float:
@@ -148,6 +152,7 @@ async def _one(client, model: str, inputs: list, outcome: Outcome) -> float:
     async for result, error in client.stream_infer(requests()):
         if error is not None:
             outcome.errors += 1
+            outcome.first_error = outcome.first_error or str(error)
             break
         text = result.as_numpy("text_output")
         if text is not None:
@@ -189,8 +194,12 @@ async def drive(url: str, model: str, concurrency: int, seconds: float, stream: 
     async def worker(i: int) -> None:
         client = clients[i % len(clients)]
         while time.perf_counter() < deadline:
-            outcome.latencies.append(await _one(client, model, inputs, outcome))
-            outcome.requests += 1
+            try:
+                outcome.latencies.append(await asyncio.wait_for(_one(client, model, inputs, outcome), REQUEST_TIMEOUT_S))
+                outcome.requests += 1
+            except asyncio.TimeoutError:
+                outcome.errors += 1
+                outcome.first_error = outcome.first_error or f"no answer within {REQUEST_TIMEOUT_S:.0f} s"
 
     if on_start is not None:
         on_start()
@@ -237,7 +246,10 @@ def drive_in_child(url: str, model: str, concurrency: int, seconds: float, strea
         if ready.is_set() and on_start is not None:
             on_start()
         go.set()
-        outcome = out.get(timeout=seconds + 600)
+        try:
+            outcome = out.get(timeout=seconds + REQUEST_TIMEOUT_S + 120)
+        except queue.Empty:
+            outcome = Outcome(errors=1)
     finally:
         child.join(30)
         if child.is_alive():
