@@ -15,9 +15,9 @@ server's whole process tree (tritonserver + one Python stub per model instance),
 `/proc/<pid>/stat` before and after the measured window. All servers run at once and every cell is
 measured on each in turn (`--rounds` times, median kept), so load that drifts weighs on all alike.
 Alongside: the floor, the same tokenize + detokenize work in process (trtbuild_text). `--coalescing MS` adds our repository with
-`serving.stream_coalescing_ms: MS` (its streamed BLS path); `--forwarder` adds the floor of any BLS that
-answers each engine response with one response (benchmarks/serving_forwarder_model.py: no text work at
-all). Prints a markdown table; `--json` for machines.
+`serving.stream_coalescing_ms: MS` (its streamed BLS path); `--forwarder` adds the floors: our
+repository with Python models that do no text work at all (benchmarks/serving_forwarder_model.py), i.e.
+what any ensemble of three Python steps, or any BLS answering one response per engine response, costs. Prints a markdown table; `--json` for machines.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def main() -> None:
     ap.add_argument("--coalescing", type=int, default=0, metavar="MS",
                     help="also measure our BLS streaming with serving.stream_coalescing_ms: MS")
     ap.add_argument("--forwarder", action="store_true",
-                    help="also measure a BLS that only forwards (the floor of one response per engine response)")
+                    help="also measure the floors: Python models that do no text work (serving_forwarder_model.py)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -226,9 +226,11 @@ def main() -> None:
             targets.append(("ours+coalescing", coalescing, (("tensorrt_llm_bls", True),)))
         if args.forwarder:
             floor_repo = build_ours(work / "forwarder", args.instances, args.tokens, model=model)
-            shutil.copy(ROOT / "benchmarks" / "serving_forwarder_model.py",
-                        floor_repo / "models" / "tensorrt_llm_bls" / "1" / "model.py")
-            targets.append(("forwarding BLS", floor_repo, (("tensorrt_llm_bls", False), ("tensorrt_llm_bls", True))))
+            for name in ("preprocessing", "postprocessing", "tensorrt_llm_bls"):
+                shutil.copy(ROOT / "benchmarks" / "serving_forwarder_model.py",
+                            floor_repo / "models" / name / "1" / "model.py")
+            targets.append(("no text work (floor)", floor_repo, (("tensorrt_llm_bls", False),
+                                                                ("tensorrt_llm_bls", True), ("ensemble", False))))
         if nvidia is not None:
             targets.append(("nvidia", nvidia, ALL_PATHS))
         rows = measure(targets, args)
