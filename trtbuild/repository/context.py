@@ -25,7 +25,8 @@ from trtbuild.resources import topologies_dir
 
 TOPOLOGIES_DIR = topologies_dir()
 CLIENT_MODEL = {"ensemble": "ensemble", "bls": "tensorrt_llm_bls"}
-TOPOLOGY_FILES = {"ensemble": ("ensemble",), "bls": ("bls",), "both": ("ensemble", "bls")}
+TOPOLOGY_FILES = {"ensemble": ("ensemble",), "bls": ("bls",), "both": ("bls", "ensemble")}
+"""Client models first to last: the first is the entry point smoke, README and launch.sh point at."""
 MODEL_ROLES = {
     "preprocessing": "tokenizes prompts and builds the engine request (Python)",
     "tensorrt_llm": "generates tokens (TensorRT-LLM C++ backend)",
@@ -99,6 +100,9 @@ class RenderContext:
     bad_words_json: str
     max_input_len: int
     max_seq_len: int
+    vocab_size: int
+    max_beam_width: int
+    stream_coalescing_ms: int
     kv_reuse: bool
     kv_retention_json: str
     logits_dtype: str
@@ -240,7 +244,8 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         stop_words_json=json.dumps(list(sv.stop_words), ensure_ascii=False),
         bad_words_json=json.dumps(list(sv.bad_words), ensure_ascii=False),
         max_input_len=min(b.max_input_len, engine.max_input_len), max_seq_len=engine.max_seq_len,
-        kv_reuse=r.kv_cache.reuse, kv_retention_json=json.dumps(kv_retention, sort_keys=True),
+        vocab_size=int(plan.model["vocab_size"]), max_beam_width=engine.max_beam_width,
+        stream_coalescing_ms=sv.stream_coalescing_ms, kv_reuse=r.kv_cache.reuse, kv_retention_json=json.dumps(kv_retention, sort_keys=True),
         logits_dtype=logits_dtype, prompt_table_dtype=prompt_dtype, encoder_input_features_dtype="TYPE_FP16",
         trtllm=MappingProxyType(trtllm), client=load_contract(logits_dtype, prompt_dtype), ensemble_steps=steps,
         world_size=world, tp=1 if reference else engine.tp, pp=1 if reference else engine.pp,

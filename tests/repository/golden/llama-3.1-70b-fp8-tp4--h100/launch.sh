@@ -8,6 +8,8 @@
 #   HTTP_PORT=9000 GRPC_PORT=9001 METRICS_PORT=9002 ./launch.sh
 #   TRITONSERVER=/path/to/tritonserver ./launch.sh
 #
+# Clients: send requests to tensorrt_llm_bls (the entry point to use; ensemble is NVIDIA's layout).
+#
 # World size 4 = tp 4 x pp 1: one MPI rank per GPU (leader mode). Every rank has its own
 # Python-backend shared-memory prefix; ranks > 0 load only tensorrt_llm and never open the ports.
 set -euo pipefail

@@ -7,6 +7,8 @@
 #   ./launch.sh                              # HTTP 8000, gRPC 8001, metrics 8002
 #   HTTP_PORT=9000 GRPC_PORT=9001 METRICS_PORT=9002 ./launch.sh
 #   TRITONSERVER=/path/to/tritonserver ./launch.sh
+#
+# Clients: send requests to tensorrt_llm_bls (the entry point to use; ensemble is NVIDIA's layout).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TRITONSERVER=$(printenv TRITONSERVER || echo /opt/tritonserver/bin/tritonserver)
