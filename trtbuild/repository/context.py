@@ -19,7 +19,7 @@ from trtbuild import __version__
 from trtbuild.errors import RepositoryError
 from trtbuild.plan.planner import BuildPlan
 from trtbuild.repository.inputs import TokenizerInfo
-from trtbuild.repository.launch import script_ranks
+from trtbuild.repository.launch import private_cwd, script_ranks
 from trtbuild.repository.manifest import HF_MODEL_DIR, TOKENIZER_DIR, EngineLimits
 from trtbuild.resources import topologies_dir
 
@@ -115,6 +115,11 @@ class RenderContext:
     tp: int
     pp: int
     launch_ranks: tuple[tuple[str, ...], ...]
+    launch_cwd: str
+    """launch.sh's working directory inside its private run directory (launch.private_cwd)."""
+    launch_engine_link: str
+    """Where launch.sh links the engine inside that directory ("" when gpt_model_path is not relative)."""
+    engine_ref: str
     engine_version: str
     engine_dir_display: str
     hf_model_display: str
@@ -187,6 +192,7 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         "decode_priority": retention.decode_priority, "decode_duration_ms": retention.decode_duration,
     }
     world = 1 if reference else engine.tp * engine.pp
+    launch_dirs = private_cwd(None if reference else engine_ref)
     trtllm = {
         "gpt_model_type": "inflight_fused_batching" if r.batching == "inflight" else "V1",
         "gpt_model_path": str(hf_model_path if reference else (engine_ref or engine_dir)),
@@ -250,6 +256,7 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         trtllm=MappingProxyType(trtllm), client=load_contract(logits_dtype, prompt_dtype), ensemble_steps=steps,
         world_size=world, tp=1 if reference else engine.tp, pp=1 if reference else engine.pp,
         launch_ranks=tuple(tuple(rank) for rank in script_ranks(world)),
+        launch_cwd=launch_dirs[0], launch_engine_link=launch_dirs[1] or "", engine_ref=str(engine_ref or ""),
         engine_version=engine.version or "1.2.x", engine_dir_display=str(engine_ref or engine_dir or ""),
         hf_model_display=(hf_model_path or "").replace("../../", "") or HF_MODEL_DIR,
         notes=tuple(notes),

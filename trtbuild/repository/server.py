@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import RepositoryError, UsageError
-from trtbuild.repository.launch import command_line, rank_arguments
+from trtbuild.repository.launch import command_line, private_cwd, rank_arguments
 from trtbuild.repository.manifest import MANIFEST_NAME, MODELS_DIR, RepositoryManifest, read_manifest
 from trtbuild.repository.python_env import PythonEnv
 
@@ -189,13 +189,11 @@ class TritonServer:
         sys.path, so a json.py or numpy.py lying there would be imported by every Python model. A relative
         engine path (``../engine`` in a compiled artifact, read by the C++ backend against the cwd) is
         reproduced by a symlink beside it, so it resolves as it does from the repository directory."""
-        cwd = self._tmp / "cwd"
-        engine = self._manifest.engine.path if self._manifest is not None else None
-        if engine and self._manifest is not None and not os.path.isabs(engine) and not self._manifest.reference:
-            parts = Path(os.path.normpath(engine)).parts
-            ups = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
-            cwd = self._tmp.joinpath("cwd", *(["d"] * max(ups - 1, 0)))
-            link = Path(os.path.normpath(cwd / engine))
+        engine = self._manifest.engine.path if self._manifest is not None and not self._manifest.reference else None
+        cwd_rel, link_rel = private_cwd(engine)
+        cwd = self._tmp / cwd_rel
+        if engine and link_rel:
+            link = self._tmp / link_rel
             link.parent.mkdir(parents=True, exist_ok=True)
             if not os.path.lexists(link):
                 link.symlink_to((self.repo / engine).resolve(), target_is_directory=True)
