@@ -137,11 +137,12 @@ def match_catalog(gpus: Sequence[GpuFound], requested: str | None) -> tuple[Chec
                          missing=f"--gpu {requested} is SM {spec.sm} but GPU 0 is {first.name} (SM {first.sm}): an "
                                  "engine only runs on the SM it was built for"), None
     else:
-        spec = find_gpu(first.name)
-        if spec is None or spec.sm != first.sm:
+        found = find_gpu(first.name)
+        if found is None or found.sm != first.sm:
             return Check(id="gpu-target", label=label, ok=False,
                          missing=f"{first.name} (SM {first.sm}) is not in trtbuild's catalog: pass --gpu with a "
                                  f"catalog GPU of SM {first.sm} (`trtbuild gpus` lists them)"), None
+        spec = found
     return Check(id="gpu-target", label=label, ok=True, found=f"{spec.key} (SM {spec.sm})"), spec.key
 
 

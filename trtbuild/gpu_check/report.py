@@ -131,11 +131,17 @@ def render_markdown(report: Report) -> str:
     for s in report.steps:
         detail = s.detail + (f" ({s.pytest.summary})" if s.pytest else "")
         lines.append(f"| {s.backend} | {s.name} | {s.status.upper()} | {s.seconds:.1f}s | {_cell(detail)} |")
-    notes = [(s, c) for s in report.steps if s.pytest for c in s.pytest.cases if c.outcome != "passed"]
+    notes: dict[tuple[str, str, str], list[str]] = {}
+    for s in report.steps:
+        for case in s.pytest.cases if s.pytest else ():
+            if case.outcome != "passed":
+                key = (f"{s.backend} / {s.name}", case.outcome, _cell(case.message[:300]))
+                notes.setdefault(key, []).append(case.name)
     if notes:
         lines += ["", "## Tests not passed", ""]
-        for s, c in notes:
-            lines.append(f"* **{c.outcome}** `{c.name}` ({s.backend} / {s.name}): {_cell(c.message[:300])}")
+        for (where, outcome, message), names in notes.items():
+            shown = ", ".join(f"`{n}`" for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            lines.append(f"* **{outcome}** {shown} ({where}): {message}")
     logs = [s for s in report.steps if s.log]
     if logs:
         lines += ["", "## Logs", ""] + [f"* {s.backend} / {s.name}: `{s.log}`" for s in logs]

@@ -137,12 +137,14 @@ class Check:
 
     def variant(self, backend: str, streaming: bool, model_dir: Path) -> None:
         label = f"{backend}/{'stream' if streaming else 'unary'}"
-        work = self.out / "work" / label.replace("/", "-")
+        name = label.replace("/", "-")
+        work = self.out / "work" / name
         recipe = write_recipe(work / "recipe", model_dir, streaming=streaming)
         gpu = self.env.gpu_key or ""
         if backend == "engine":
             built = self.step("compile (real trtllm-build)", label, lambda: build_engine_repository(
-                recipe, gpu, work / "out", self.logs, timeout=self.args.timeout))
+                recipe, gpu, work / "out", self.logs / f"compile-{name}.log", cache=self.out / "cache",
+                timeout=self.args.timeout))
         else:
             built = self.step("render LLM-API repository", label, lambda: render_llmapi(
                 recipe, gpu, work / "repository", model_dir))
@@ -150,7 +152,7 @@ class Check:
             self.skip("serve + client contract", label, f"nothing to serve: {built.name} failed")
             return
         repo = Path(built.data["repository"])
-        self.step("lint", label, lambda: lint(repo, self.logs))
+        self.step("lint", label, lambda: lint(repo, self.logs / f"lint-{name}.log"))
         self.serve(label, repo, engine=backend == "engine")
 
     def serve(self, label: str, repo: Path, *, engine: bool) -> None:
@@ -164,7 +166,8 @@ class Check:
             if started.status != "passed":
                 self.skip("client-contract suite", label, "the server did not start")
                 return
-            models = sorted(p.parent.name for p in server.models_dir.glob("*/config.pbtxt"))
+            models_dir = repo / "models" if (repo / "models").is_dir() else repo
+            models = sorted(p.parent.name for p in models_dir.glob("*/config.pbtxt"))
             self.step("loaded models and config", label, lambda: check_loaded(server.http_url, models, engine=engine))
             if not (ROOT / CONTRACT_SUITE).is_dir():
                 self.skip("client-contract suite", label, f"this checkout has no {CONTRACT_SUITE}")
@@ -221,10 +224,8 @@ def main(argv: Sequence[str] | None = None, *, probe: Callable[..., Environment]
             message = "interrupted: the report lists the steps that ran"
     report = Report(started=started, finished=_now(), gpu=env.gpu_key, model=args.model, backends=backends,
                     environment=env, steps=tuple(check.steps), message=message)
-    if args.check_env and not message.startswith("the GPU check cannot"):
-        ok = True
-    else:
-        ok = report.ok
+    env_ok = not any(env.missing_for(b) for b in backends)
+    ok = env_ok if args.check_env else report.ok
     json_path, md_path = write_report(report, out)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
@@ -232,7 +233,7 @@ def main(argv: Sequence[str] | None = None, *, probe: Callable[..., Environment]
     if message:
         print(message, file=sys.stderr)
     failed = [s for s in report.steps if s.status == "failed"]
-    if any(env.missing_for(b) for b in backends):
+    if not env_ok:
         outcome = "NOT RUN (exit 4): the environment is incomplete"
     elif ok:
         outcome = f"PASSED: {len(report.steps)} steps, none failed"

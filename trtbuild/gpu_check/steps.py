@@ -79,6 +79,14 @@ def run_logged(argv: Sequence[str], log: Path, *, timeout: float, cwd: Path = RO
     return status, "\n".join(lines[-15:])
 
 
+def gist(tail: str, limit: int = 900) -> str:
+    """The lines of a child's output that say what went wrong (``error: ...`` and what follows), else its end."""
+    lines = tail.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.lower().startswith(("error", "traceback"))), None)
+    text = " ".join(ln.strip() for ln in (lines[start:] if start is not None else lines[-4:]))
+    return text[:limit]
+
+
 def timed(name: str, backend: str, fn: Callable[[], Step | tuple[str, str, dict[str, Any]]]) -> Step:
     """Run one step; an unexpected exception becomes a failed Step with its message (never a traceback)."""
     start = time.monotonic()
@@ -91,20 +99,19 @@ def timed(name: str, backend: str, fn: Callable[[], Step | tuple[str, str, dict[
         return result.model_copy(update={"seconds": seconds})
     status, detail, data = result
     log = data.pop("log", None)
-    return Step(name=name, backend=backend, status=status, detail=detail, seconds=seconds,  # type: ignore[arg-type]
-                log=log, data=data)
+    return Step(name=name, backend=backend, status=status, detail=detail, seconds=seconds, log=log, data=data)
 
 
-def build_engine_repository(recipe: Path, gpu: str, out: Path, logs: Path, *, python: str = sys.executable,
-                            timeout: float = 3600) -> tuple[str, str, dict[str, Any]]:
-    """`trtbuild compile` with the local (real) toolchain; the repository is OUT/<gpu>/repository."""
-    log = logs / f"compile-{recipe.parent.name}.log"
+def build_engine_repository(recipe: Path, gpu: str, out: Path, log: Path, *, cache: Path,
+                            python: str = sys.executable, timeout: float = 3600) -> tuple[str, str, dict[str, Any]]:
+    """`trtbuild compile` with the local (real) toolchain; the repository is OUT/<gpu>/repository. ``cache`` is
+    shared by the streaming and unary builds: their engine is the same and is built once."""
     argv = [python, "-m", "trtbuild", "compile", str(recipe), "--gpu", gpu, "--executor", "local",
-            "--out", str(out), "--cache-dir", str(out.parent / "cache"), "--quiet"]
+            "--out", str(out), "--cache-dir", str(cache), "--quiet"]
     status, tail = run_logged(argv, log, timeout=timeout)
     repo = out / gpu / "repository"
     if status != 0:
-        return "failed", f"trtbuild compile exit {status}: {tail[-600:]}", {"log": str(log)}
+        return "failed", f"trtbuild compile exit {status}: {gist(tail)}", {"log": str(log)}
     if not (repo / "trtbuild-repository.json").is_file():
         return "failed", f"trtbuild compile succeeded but {repo} has no trtbuild-repository.json", {"log": str(log)}
     return "passed", f"engine and repository for {gpu} in {out / gpu}", {"log": str(log), "repository": str(repo)}
@@ -121,11 +128,10 @@ def render_llmapi(recipe: Path, gpu: str, out: Path, model_dir: Path) -> tuple[s
     return "passed", f"LLM-API repository in {out}", {"repository": str(out)}
 
 
-def lint(repo: Path, logs: Path, *, python: str = sys.executable) -> tuple[str, str, dict[str, Any]]:
-    log = logs / f"lint-{repo.parent.name}.log"
+def lint(repo: Path, log: Path, *, python: str = sys.executable) -> tuple[str, str, dict[str, Any]]:
     status, tail = run_logged([python, "-m", "trtbuild", "lint", str(repo)], log, timeout=300)
     if status != 0:
-        return "failed", f"trtbuild lint exit {status}: {tail[-800:]}", {"log": str(log)}
+        return "failed", f"trtbuild lint exit {status}: {gist(tail)}", {"log": str(log)}
     return "passed", "no findings", {"log": str(log)}
 
 
@@ -145,21 +151,22 @@ def loaded_parameters(config: dict[str, Any]) -> dict[str, str]:
 
 def engine_config_findings(parameters: dict[str, str]) -> list[str]:
     """What the 1.2 backend would refuse or ignore in a loaded ``tensorrt_llm`` config (contract fixtures)."""
-    from trtbuild.contracts.trtllm import accepted_values, backend_parameters, required_one_of, required_parameters
+    from trtbuild.contracts import trtllm
 
     findings = [f"missing required parameter {name!r} (the backend throws 'Cannot find parameter with name')"
-                for name in required_parameters() if name not in parameters]
-    for group in required_one_of():
+                for name in trtllm.required_parameters() if name not in parameters]
+    for group in trtllm.required_one_of():
         if not any(parameters.get(name, "").strip() for name in group):
             findings.append(f"none of {', '.join(group)} is set")
-    known = backend_parameters()
+    known, bools = trtllm.backend_parameters(), trtllm.bool_spellings()
     for name, value in sorted(parameters.items()):
         spec = known.get(name)
         if spec is None or value == "" or value.startswith("${"):
             continue
-        accepted = accepted_values(name)
-        if accepted and value not in accepted:
-            findings.append(f"{name}={value!r} is not one of {', '.join(accepted)}")
+        if spec.accepted and value not in spec.accepted:
+            findings.append(f"{name}={value!r} is not one of {', '.join(spec.accepted)}")
+        elif not spec.parses(value, bools):
+            findings.append(f"{name}={value!r} does not parse as {spec.type}")
     return findings
 
 
@@ -193,8 +200,10 @@ def run_pytest(args: Sequence[str], junit: Path, log: Path, *, python: str = sys
     status, tail = run_logged(argv, log, timeout=timeout, env=env)
     result = read_junit(junit, status)
     state = result.status
-    detail = "" if status in (0, 1) else f"pytest exit {status}: {tail[-400:]}"
-    if state == "passed" and strict_skips and result.count("skipped"):
+    detail = "" if status in (0, 1) else f"pytest exit {status}: {gist(tail)}"
+    if result.count("passed") == 0 and not detail:
+        detail = "no test passed (every one skipped, or none collected): nothing was checked"
+    elif state == "passed" and strict_skips and result.count("skipped"):
         state = "failed"
         detail = "gpu tests skipped on the GPU machine (each reason is listed below)"
     return Step(name="pytest", backend="", status=state, detail=detail, log=str(log), pytest=result)
