@@ -104,18 +104,21 @@ def test_report_files(tmp_path: Path) -> None:
                               Check(id="tritonserver", label="tritonserver", ok=False, missing="not found")),
                       gpu_key="h100-sxm", trtllm_version="1.2.0")
     steps = (Step(name="compile", backend="engine/stream", status="passed", seconds=12.5, log="/x/compile.log"),
-             Step(name="lint", backend="engine/stream", status="failed", detail="trtllm.required: tokenizer_dir"))
+             Step(name="lint", backend="engine/stream", status="failed", detail="trtllm.required: tokenizer_dir"),
+             Step(name="client-contract suite", backend="llmapi/stream", status="passed",
+                  data={"deselected": {"tests/x.py::test_pre": "the repository has no preprocessing model"}}))
     report = Report(started="s", finished="f", gpu="h100-sxm", model="tiny", backends=("engine",), environment=env,
                     steps=steps)
     json_path, md_path = write_report(report, tmp_path / "out")
     data = json.loads(json_path.read_text())
     assert data["ok"] is False and data["versions"]["tensorrt_llm"] == "1.2.0"
     assert [m["id"] for m in data["missing"]] == ["tritonserver"]
-    assert [s["status"] for s in data["steps"]] == ["passed", "failed"]
+    assert [s["status"] for s in data["steps"]] == ["passed", "failed", "passed"]
     md = md_path.read_text()
     assert md.startswith("# trtbuild GPU check: FAILED")
     assert "| tritonserver | engine, llmapi | MISSING | not found |" in md
     assert "GPU 0: H100 \\| SXM" in md and "| engine/stream | lint | FAILED |" in md and "`/x/compile.log`" in md
+    assert "* `tests/x.py::test_pre` (llmapi/stream / client-contract suite): the repository has no" in md
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "report.md"]
     complete = report.model_copy(update={"environment": Environment(checks=env.checks[:1]),
                                          "steps": steps[:1]})

@@ -142,6 +142,10 @@ def render_markdown(report: Report) -> str:
         for (where, outcome, message), names in notes.items():
             shown = ", ".join(f"`{n}`" for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             lines.append(f"* **{outcome}** {shown} ({where}): {message}")
+    deselected = [(s, test, why) for s in report.steps for test, why in (s.data.get("deselected") or {}).items()]
+    if deselected:
+        lines += ["", "## Tests not run", ""]
+        lines += [f"* `{test}` ({s.backend} / {s.name}): {why}" for s, test, why in deselected]
     logs = [s for s in report.steps if s.log]
     if logs:
         lines += ["", "## Logs", ""] + [f"* {s.backend} / {s.name}: `{s.log}`" for s in logs]

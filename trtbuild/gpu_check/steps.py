@@ -42,11 +42,11 @@ runtime:
   kv_cache:
     reuse: true
 serving:
-  instances: {{preprocessing: 2, postprocessing: 2, bls: 2}}
+  instances: {{preprocessing: {n}, postprocessing: {n}, bls: {n}}}
 {extra}"""
 
 
-def write_recipe(directory: Path, model_dir: Path, *, streaming: bool, extra: str = "") -> Path:
+def write_recipe(directory: Path, model_dir: Path, *, streaming: bool, instances: int = 2, extra: str = "") -> Path:
     """A recipe for the demo model in ``directory`` (model.source is a link to ``model_dir``)."""
     directory.mkdir(parents=True, exist_ok=True)
     link = directory / "model"
@@ -55,7 +55,7 @@ def write_recipe(directory: Path, model_dir: Path, *, streaming: bool, extra: st
     link.symlink_to(Path(model_dir).resolve(), target_is_directory=True)
     path = directory / "recipe.yaml"
     variant = "stream" if streaming else "unary"
-    path.write_text(RECIPE.format(variant=variant, streaming="true" if streaming else "false", extra=extra),
+    path.write_text(RECIPE.format(variant=variant, streaming="true" if streaming else "false", n=instances, extra=extra),
                     encoding="utf-8")
     return path
 
