@@ -30,7 +30,7 @@ def test_gpu_and_trtllm_found_tritonserver_missing(tmp_path: Path) -> None:
     env = probe(tmp_path, bin_dir)
     checks = by_id(env)
     assert checks["nvidia-smi"].ok and "NVIDIA H100 80GB HBM3 (SM 90)" in checks["nvidia-smi"].found
-    assert env.gpus[0].memory_mib == 81559
+    assert env.gpus[0].memory_bytes == 81559 * 2**20
     assert checks["gpu-target"].ok and env.gpu_key == "h100-sxm"
     assert checks["trtllm-build"].ok and checks["trtllm-build"].found.startswith(str(bin_dir / "trtllm-build"))
     assert checks["tensorrt_llm"].ok and env.trtllm_version == "1.2.0"
@@ -114,7 +114,7 @@ def test_gpu_outside_the_catalog_and_requested_gpu(tmp_path: Path) -> None:
 
 
 def test_unknown_requested_gpu_is_a_usage_error(tmp_path: Path) -> None:
-    from trtbuild.gpu_check.environment import GpuFound
+    from trtbuild.gpu_check.environment import GpuInfo
 
     with pytest.raises(UsageError, match="unknown GPU"):
-        match_catalog([GpuFound(index=0, name="NVIDIA H100", sm=90)], "h1000x")
+        match_catalog([GpuInfo(index=0, name="NVIDIA H100", sm=90)], "h1000x")

@@ -13,6 +13,7 @@ from trtbuild.contracts.trtllm import required_one_of, required_parameters
 from trtbuild.gpu_check.environment import Check, Environment
 from trtbuild.gpu_check.report import Report, Step, read_junit, write_report
 from trtbuild.gpu_check.steps import engine_config_findings, loaded_parameters, run_pytest
+from trtbuild.toolchain.detect import GpuInfo
 
 TESTS = """\
 import pytest
@@ -102,6 +103,7 @@ def test_parameters_as_triton_returns_them() -> None:
 def test_report_files(tmp_path: Path) -> None:
     env = Environment(checks=(Check(id="nvidia-smi", label="NVIDIA GPU", ok=True, found="GPU 0: H100 | SXM"),
                               Check(id="tritonserver", label="tritonserver", ok=False, missing="not found")),
+                      gpus=(GpuInfo(index=0, name="NVIDIA H100 80GB HBM3", sm=90, memory_bytes=2**36),),
                       gpu_key="h100-sxm", trtllm_version="1.2.0")
     steps = (Step(name="compile", backend="engine/stream", status="passed", seconds=12.5, log="/x/compile.log"),
              Step(name="lint", backend="engine/stream", status="failed", detail="trtllm.required: tokenizer_dir"),
@@ -112,6 +114,8 @@ def test_report_files(tmp_path: Path) -> None:
     json_path, md_path = write_report(report, tmp_path / "out")
     data = json.loads(json_path.read_text())
     assert data["ok"] is False and data["versions"]["tensorrt_llm"] == "1.2.0"
+    assert data["versions"]["gpus"] == [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "sm": 90, "memory_bytes": 2**36}]
+    assert data["environment"]["gpus"][0]["sm"] == 90
     assert [m["id"] for m in data["missing"]] == ["tritonserver"]
     assert [s["status"] for s in data["steps"]] == ["passed", "failed", "passed"]
     md = md_path.read_text()

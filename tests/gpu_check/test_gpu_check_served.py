@@ -25,12 +25,8 @@ def reference_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     recipe = write_recipe(tmp / "recipe", model, streaming=True, instances=1)
     repo = tmp / "repo"
     render_repository(make_plan(load_recipe(recipe), "cpu"), out_dir=repo, tokenizer_dir=model, hf_model_dir=model)
-    server = TritonServer(repo, env={"TRTBUILD_REFERENCE_THREADS": "1"})
-    try:
-        server.start(timeout=240)
+    with TritonServer(repo, env={"TRTBUILD_REFERENCE_THREADS": "1"}) as server:  # stopped on leaving
         yield server
-    finally:
-        server.stop()
 
 
 def test_models_ready_and_loaded_config_read(reference_server: Any) -> None:

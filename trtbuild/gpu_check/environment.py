@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from trtbuild.toolchain.detect import SUPPORTED_TRTLLM, parse_version, script_interpreter
+from trtbuild.toolchain.detect import SUPPORTED_TRTLLM, GpuInfo, parse_version, script_interpreter
 
 BACKENDS = ("engine", "llmapi")
 DEFAULT_TRITONSERVER = Path("/opt/tritonserver/bin/tritonserver")
@@ -48,22 +48,13 @@ class Check(BaseModel):
     needed_by: tuple[str, ...] = BACKENDS
 
 
-class GpuFound(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    index: int
-    name: str
-    sm: int
-    memory_mib: int | None = None
-
-
 class Environment(BaseModel):
     """Everything the probes found; ``missing_for(backend)`` lists the unmet requirements of a backend."""
 
     model_config = ConfigDict(frozen=True)
 
     checks: tuple[Check, ...]
-    gpus: tuple[GpuFound, ...] = ()
+    gpus: tuple[GpuInfo, ...] = ()
     gpu_key: str | None = None
     trtllm_version: str | None = None
     tritonserver: str | None = None
@@ -74,7 +65,8 @@ class Environment(BaseModel):
         return [c for c in self.checks if not c.ok and backend in c.needed_by]
 
     def versions(self) -> dict[str, Any]:
-        return {"gpus": [g.model_dump() for g in self.gpus], "gpu_target": self.gpu_key,
+        return {"gpus": [{"index": g.index, "name": g.name, "sm": g.sm, "memory_bytes": g.memory_bytes}
+                         for g in self.gpus], "gpu_target": self.gpu_key,
                 "tensorrt_llm": self.trtllm_version, "tritonserver": self.tritonserver,
                 "triton_version": self.triton_version, "backends_dir": self.backends_dir}
 
@@ -92,7 +84,7 @@ def _run(run: Run, argv: Sequence[str], timeout: float) -> tuple[int, str]:
     return proc.returncode, (proc.stdout or "") + (proc.stderr or "")
 
 
-def probe_gpus(which: Callable[[str], str | None], run: Run) -> tuple[Check, tuple[GpuFound, ...]]:
+def probe_gpus(which: Callable[[str], str | None], run: Run) -> tuple[Check, tuple[GpuInfo, ...]]:
     smi = which("nvidia-smi")
     label = "NVIDIA GPU (nvidia-smi)"
     if smi is None:
@@ -113,16 +105,16 @@ def probe_gpus(which: Callable[[str], str | None], run: Run) -> tuple[Check, tup
         major, _, minor = parts[2].partition(".")
         if not major.isdigit():
             continue
-        memory = int(parts[3]) if parts[3].isdigit() else None
-        gpus.append(GpuFound(index=int(parts[0]), name=parts[1], sm=int(major) * 10 + int(minor or 0),
-                             memory_mib=memory))
+        memory = int(parts[3]) * 2**20 if parts[3].isdigit() else None  # nounits: MiB
+        gpus.append(GpuInfo(index=int(parts[0]), name=parts[1], sm=int(major) * 10 + int(minor or 0),
+                            memory_bytes=memory))
     if not gpus:
         return Check(id="nvidia-smi", label=label, ok=False, missing="`nvidia-smi` lists no GPU"), ()
     found = "; ".join(f"GPU {g.index}: {g.name} (SM {g.sm})" for g in gpus)
     return Check(id="nvidia-smi", label=label, ok=True, found=found), tuple(gpus)
 
 
-def match_catalog(gpus: Sequence[GpuFound], requested: str | None) -> tuple[Check, str | None]:
+def match_catalog(gpus: Sequence[GpuInfo], requested: str | None) -> tuple[Check, str | None]:
     """The catalog target the check plans for: ``requested`` (must have GPU 0's SM) or GPU 0's own entry."""
     from trtbuild.catalog.gpus import find_gpu, get_gpu
 
