@@ -146,6 +146,7 @@ class Check:
         recipe = write_recipe(work / "recipe", model_dir, streaming=streaming)
         gpu = self.env.gpu_key or ""
         if backend == "engine":
+            say(f"{label}: building the engine with the real trtllm-build (minutes); log {self.logs / f'compile-{name}.log'}")
             built = self.step("compile (real trtllm-build)", label, lambda: build_engine_repository(
                 recipe, gpu, work / "out", self.logs / f"compile-{name}.log", cache=self.out / "cache",
                 timeout=self.args.timeout))
@@ -177,7 +178,7 @@ class Check:
                 self.skip("client-contract suite", label, f"this checkout has no {CONTRACT_SUITE}")
                 return
             name = label.replace("/", "-")
-            say(f"{label}: client-contract suite ...")
+            say(f"{label}: client-contract suite ... (log {self.logs / f'pytest-contract-{name}.log'})")
             args = [CONTRACT_SUITE, f"--contract-url=grpc={server.grpc_url},http={server.http_url}",
                     f"--contract-tokenizer={repo / 'tokenizer'}"]
             deselected = {test: f"the repository has no {' / '.join(sorted(set(needs) - set(models)))} model"
