@@ -115,3 +115,14 @@ def test_failures_on_this_machine_are_reported_steps(tmp_path: Path, capsys: pyt
     assert all(c["outcome"] == "skipped" for c in gpu["pytest"]["cases"])
     md = (out / "report.md").read_text()
     assert "## Tests not passed" in md and "needs TensorRT-LLM" in md
+
+
+def test_an_unexpected_error_in_a_step_is_a_failed_step() -> None:
+    from trtbuild.errors import RepositoryError
+    from trtbuild.gpu_check.steps import timed
+
+    def broken() -> tuple[str, str, dict[str, object]]:
+        raise RepositoryError("no trtbuild-repository.json in /x")
+
+    step = timed("serve (real tritonserver)", "engine/stream", broken)
+    assert step.status == "failed" and step.detail == "RepositoryError: repository: no trtbuild-repository.json in /x"

@@ -164,11 +164,18 @@ class Check:
         from trtbuild.repository.server import TritonInstall, TritonServer
 
         log = self.logs / f"tritonserver-{label.replace('/', '-')}.log"
-        server = TritonServer(repo, install=TritonInstall(binary=Path(self.env.tritonserver or "tritonserver")),
-                              log_path=log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        servers: list[Any] = []
+
+        def start() -> tuple[str, str, dict[str, Any]]:
+            servers.append(TritonServer(repo, install=TritonInstall(binary=Path(self.env.tritonserver or "")),
+                                        log_path=log))
+            return self._start(servers[0], log)
+
         try:
-            started = self.step("serve (real tritonserver)", label, lambda: self._start(server, log))
-            if started.status != "passed":
+            started = self.step("serve (real tritonserver)", label, start)
+            server = servers[0] if servers else None
+            if started.status != "passed" or server is None:
                 self.skip("client-contract suite", label, "the server did not start")
                 return
             models_dir = repo / "models" if (repo / "models").is_dir() else repo
@@ -190,7 +197,8 @@ class Check:
             self.add(result.model_copy(update={"name": "client-contract suite", "backend": label,
                                                "data": {"deselected": deselected}}))
         finally:
-            server.stop()
+            for running in servers:
+                running.stop()
 
     def _start(self, server: Any, log: Path) -> tuple[str, str, dict[str, Any]]:
         try:
