@@ -25,6 +25,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite golden files from the current output (review the diff)")
+    # tests/client_contract against another server (e.g. the real C++ backend on a GPU machine)
+    parser.addoption("--contract-repository", default=None, metavar="DIR",
+                     help="client-contract tests: serve this repository (tritonserver on PATH, else pytriton's)")
+    parser.addoption("--contract-url", default=None, metavar="grpc=HOST:PORT,http=HOST:PORT",
+                     help="client-contract tests: use this running server")
+    parser.addoption("--contract-tokenizer", default=None, metavar="DIR",
+                     help="client-contract tests: the served model's tokenizer (exact checks with --contract-url)")
 
 
 @pytest.fixture

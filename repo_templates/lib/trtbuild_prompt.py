@@ -8,20 +8,34 @@ input by its client name (`text_input`, `max_tokens`, ...); `build` returns arra
 Rules, applied the same way on both paths:
 - the prompt is `system_prompt` (tokenized with the recipe's special tokens) + `text_input` (without),
   so the system prompt's token range is known; no system prompt: `text_input` with special tokens;
-- an empty prompt, `max_tokens` < 1, a prompt over `max_input_len` or prompt + `max_tokens` over
-  `max_seq_len` is a client error (RequestError), answered with an error response;
+- client errors (RequestError, answered with an error response that names the input, never a
+  traceback): an empty prompt, text that is not UTF-8, `max_tokens` < 1, a prompt over
+  `max_input_len` tokens or prompt + `max_tokens` over `max_seq_len`, an end or pad id outside the
+  vocabulary, `decoder_text_input` (this repository serves a decoder-only model), embedding-bias
+  words and weights of different lengths. A prompt longer in bytes than `max_input_len` tokens can
+  hold is refused before it is tokenized (tokenizing a megabyte costs a second of CPU);
 - end id: the request's `end_id`, else the recipe's first end id; the recipe's other end ids become
   single-token stop sequences (so several end-of-turn tokens all stop generation);
 - stop/bad words: the recipe's defaults + the request's, in the backend's `[2, N]` format;
 - KV retention: the request's `retention_*` inputs when given (checked as the executor checks them: a bad
   set is a RequestError, not an executor exception), else the recipe's rules (only with KV-cache reuse on,
   since retention applies to reusable blocks): earlier rules win, ranges sorted and non-overlapping, rows of a
-  multi-row request padded with ranges past the prompt (see trtbuild_text.retention_ranges).
+  multi-row request padded with ranges past the prompt (see trtbuild_text.retention_ranges);
+- `embedding_bias_words`/`_weights` → `embedding_bias` (one float per vocabulary entry: each word's
+  weight added to each of its tokens; words tokenized without special tokens);
+- `prompt_table_extra_id` → `prompt_table_extra_ids` (the id on every prompt-table token, i.e. ids
+  ≥ the vocabulary size, 0 elsewhere), as NVIDIA's preprocessing does for KV reuse of p-tuning.
+
+`check_sampling` (used by the BLS, which sees every client input) refuses, with the executor's own
+limits, what `tensorrt_llm` would refuse with an assertion message: beam_width < 1 or over the
+engine's max_beam_width, top_k < 0, top_p > 1, temperature < 0, min_tokens < 0 or over max_tokens,
+repetition_penalty ≤ 0, length_penalty < 0, num_return_sequences < 1.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +46,11 @@ from trtbuild_text import (
     MAX_PRIORITY,
     MIN_PRIORITY,
     NO_EXPIRY,
+    RequestError,
     RetentionError,
     TextCodec,
     check_retention_ranges,
+    client_text,
     pad_retention_rows,
     parse_bool,
     parse_ints,
@@ -46,15 +62,23 @@ from trtbuild_text import (
 
 RETENTION = ("retention_token_range_starts", "retention_token_range_ends",
              "retention_token_range_priorities", "retention_token_range_durations_ms")
+DEFAULT_PRIORITY = 35
+__all__ = ["PromptBuilder", "RequestError", "check_sampling"]
 
 
-class RequestError(ValueError):
-    """A client error: answered with an error response; the model keeps serving."""
-
-
-def _texts(arr: np.ndarray) -> list[str]:
+def _texts(arr: np.ndarray, name: str) -> list[str]:
     flat = np.asarray(arr, dtype=object).reshape(arr.shape[0], -1)[:, 0]
-    return [(x.decode("utf-8") if isinstance(x, bytes) else str(x)) for x in flat]
+    return [client_text(x, name) for x in flat]
+
+
+def _column(arr: np.ndarray | None, rows: int) -> list | None:
+    return None if arr is None else np.asarray(arr).reshape(rows, -1)[:, 0].tolist()
+
+
+def _ids_in_vocab(values: list | None, name: str, vocab_size: int) -> None:
+    for value in values or ():
+        if not 0 <= int(value) < vocab_size:
+            raise RequestError(f"{name} {int(value)} is outside the vocabulary (0 to {vocab_size - 1})")
 
 
 class PromptBuilder:
@@ -64,11 +88,15 @@ class PromptBuilder:
         self.pad_id = int(params["pad_id"])
         self.max_input_len = int(params["max_input_len"])
         self.max_seq_len = int(params["max_seq_len"])
+        self.vocab_size = int(params.get("vocab_size") or len(codec.token_bytes))
         self.kv_reuse = parse_bool(params["enable_kv_cache_reuse"], "enable_kv_cache_reuse")
         self.retention = parse_retention(params["kv_retention"])
         self.default_stop = codec.encode_words(json.loads(params["stop_words"]))
         self.default_bad = codec.encode_words(json.loads(params["bad_words"]))
+        self.max_prompt_bytes = self.max_input_len * codec.max_bytes_per_token
+        """A longer prompt cannot fit max_input_len tokens: refused without tokenizing it."""
         self._word_cache: dict[str, list[int]] = {}
+        self._stop_cache: dict[int, np.ndarray | None] = {}
         wants_system = self.kv_reuse and any(r.get("tokens") == "system_prompt" for r in self.retention["rules"])
         self.system_turn, self.system_turn_note = (find_system_turn(codec.tokenizer) if wants_system
                                                    else (None, "no system_prompt retention rule"))
@@ -100,9 +128,9 @@ class PromptBuilder:
         if query is None:
             raise RequestError("text_input is required")
         rows = query.shape[0]
-        queries = _texts(query)
+        queries = _texts(query, "text_input")
         system = get("system_prompt")
-        systems = _texts(system) if system is not None else [""] * rows
+        systems = _texts(system, "system_prompt") if system is not None else [""] * rows
         max_tokens = get("max_tokens")
         if max_tokens is None:
             raise RequestError("max_tokens is required")
@@ -110,20 +138,48 @@ class PromptBuilder:
         for q, s in zip(queries, systems):
             if not q and not s:
                 raise RequestError("text_input is empty: send a prompt (or a system_prompt)")
+            size = len(q.encode()) + len(s.encode())
+            if size > self.max_prompt_bytes:
+                raise RequestError(f"the prompt is {size} bytes: more than max_input_len {self.max_input_len} tokens "
+                                   f"can hold (at most {self.codec.max_bytes_per_token} bytes per token with this "
+                                   "tokenizer); shorten it")
         for n in out_len:
             if n < 1:
                 raise RequestError(f"max_tokens must be at least 1, got {int(n)}")
-        end, pad = get("end_id"), get("pad_id")
+        decoder = get("decoder_text_input")
+        if decoder is not None and any(_texts(decoder, "decoder_text_input")):
+            raise RequestError("decoder_text_input is for encoder-decoder models; this repository serves a "
+                               "decoder-only model: put the whole prompt in text_input")
+        end, pad = _column(get("end_id"), rows), _column(get("pad_id"), rows)
+        _ids_in_vocab(end, "end_id", self.vocab_size)
+        _ids_in_vocab(pad, "pad_id", self.vocab_size)
         return {
-            "rows": rows, "queries": queries, "systems": systems, "out_len": out_len,
-            "end": None if end is None else end.reshape(rows, -1)[:, 0].tolist(),
-            "pad": None if pad is None else pad.reshape(rows, -1)[:, 0].tolist(),
-            "stop": split_words(get("stop_words")) or [[] for _ in range(rows)],
-            "bad": split_words(get("bad_words")) or [[] for _ in range(rows)],
+            "rows": rows, "queries": queries, "systems": systems, "out_len": out_len, "end": end, "pad": pad,
+            "stop": split_words(get("stop_words"), "stop_words") or [[] for _ in range(rows)],
+            "bad": split_words(get("bad_words"), "bad_words") or [[] for _ in range(rows)],
+            "bias": self._read_bias(get, rows),
+            "extra_id": _column(get("prompt_table_extra_id"), rows),
             "retention": {name: get(name) for name in RETENTION},
             "decode_priority": get("retention_decode_priority"),
             "decode_duration": get("retention_decode_duration_ms"),
         }
+
+    @staticmethod
+    def _read_bias(get: Callable[[str], np.ndarray | None], rows: int) -> list[list[tuple[str, float]]] | None:
+        words, weights = get("embedding_bias_words"), get("embedding_bias_weights")
+        if words is None and weights is None:
+            return None
+        if words is None or weights is None:
+            raise RequestError("embedding_bias_words and embedding_bias_weights go together: send both")
+        words = np.asarray(words, dtype=object).reshape(rows, -1)
+        weights = np.asarray(weights, dtype=np.float32).reshape(rows, -1)
+        if words.shape != weights.shape:
+            raise RequestError(f"embedding_bias_words has {words.shape[1]} words per prompt but "
+                               f"embedding_bias_weights has {weights.shape[1]} weights: give one weight per word")
+        if not np.isfinite(weights).all():
+            raise RequestError("embedding_bias_weights must be finite numbers")
+        return [[(client_text(w, "embedding_bias_words"), float(x)) for w, x in zip(ws, xs)]
+                for ws, xs in zip(words, weights)]
 
     # -------------------------------------------------------------------------------- building
     def build(self, requests: list[dict[str, Any]]) -> list[dict[str, np.ndarray] | RequestError]:
@@ -182,15 +238,47 @@ class PromptBuilder:
             "end_id": np.array(end_ids, dtype=np.int32).reshape(rows, 1),
             "pad_id": np.array(pad_ids, dtype=np.int32).reshape(rows, 1),
         }
-        stop_rows = [self.default_stop + [[e] for e in self.end_ids if e != end] + self._words(words)
-                     for end, words in zip(end_ids, req["stop"])]
-        if any(stop_rows):
-            arrays["stop_words_list"] = word_list_array(stop_rows)
+        if rows == 1 and not any(req["stop"][0]):  # the usual request: the recipe's list, built once
+            stop = self._default_stop_list(end_ids[0])
+            if stop is not None:
+                arrays["stop_words_list"] = stop
+        else:
+            stop_rows = [self.default_stop + [[e] for e in self.end_ids if e != end] + self._words(words)
+                         for end, words in zip(end_ids, req["stop"])]
+            if any(stop_rows):
+                arrays["stop_words_list"] = word_list_array(stop_rows)
         bad_rows = [self.default_bad + self._words(words) for words in req["bad"]]
         if any(bad_rows):
             arrays["bad_words_list"] = word_list_array(bad_rows)
+        if req["bias"] is not None:
+            arrays["embedding_bias"] = self._bias(req["bias"])
+        if req["extra_id"] is not None:
+            extra = np.array(req["extra_id"], dtype=np.uint64).reshape(rows, 1)
+            arrays["prompt_table_extra_ids"] = np.where(input_ids >= self.vocab_size, extra, 0).astype(np.uint64)
         arrays.update(self._retention(req, lens, system_lens))
         return arrays
+
+    def _default_stop_list(self, end: int) -> np.ndarray | None:
+        """The recipe's stop sequences (and its other end ids) as a [1, 2, N] list, cached per end id."""
+        if end not in self._stop_cache:
+            if len(self._stop_cache) > 1024:
+                self._stop_cache.clear()
+            words = self.default_stop + [[e] for e in self.end_ids if e != end]
+            self._stop_cache[end] = word_list_array([words]) if words else None
+        return self._stop_cache[end]
+
+    def _bias(self, rows: list[list[tuple[str, float]]]) -> np.ndarray:
+        bias = np.zeros((len(rows), self.vocab_size), dtype=np.float32)
+        for r, pairs in enumerate(rows):
+            for ids, (_, weight) in zip(self._words_keep_empty([w for w, _ in pairs]), pairs):
+                for token in ids:
+                    if 0 <= token < self.vocab_size:
+                        bias[r, token] += weight
+        return bias
+
+    def _words_keep_empty(self, words: list[str]) -> list[list[int]]:
+        self._words([w for w in words if w])
+        return [self._word_cache[w] if w else [] for w in words]
 
     def _retention(self, req: dict[str, Any], lens: list[int], system_lens: list[int]) -> dict[str, np.ndarray]:
         rows, over = req["rows"], req["retention"]
@@ -300,3 +388,35 @@ def find_system_turn(tokenizer: Any) -> tuple[SystemTurn | None, str]:
         return None, (f"the system turn ends with {close!r}, which holds no special token: it cannot be told "
                       "from text a user might write")
     return SystemTurn(head=head, close=close), f"system turn: {head!r} <system message> {close!r}"
+
+# Client input → (smallest allowed, strictly greater?, what the limit is), from the executor's
+# SamplingConfig checks (TensorRT-LLM cpp/tensorrt_llm/executor/samplingConfig.cpp).
+_LOWER_BOUNDS = {
+    "beam_width": (1, False), "top_k": (0, False), "temperature": (0.0, False), "min_tokens": (0, False),
+    "repetition_penalty": (0.0, True), "length_penalty": (0.0, False), "num_return_sequences": (1, False),
+}
+
+
+def check_sampling(get: Callable[[str], np.ndarray | None], out_len: np.ndarray, max_beam_width: int) -> None:
+    """Refuse sampling values the executor would refuse (raises RequestError)."""
+    for name, (low, strict) in _LOWER_BOUNDS.items():
+        value = get(name)
+        if value is None:
+            continue
+        for v in np.asarray(value).reshape(-1).tolist():
+            if not math.isfinite(v) or (v <= low if strict else v < low):
+                raise RequestError(f"{name} must be {'greater than' if strict else 'at least'} {low}, got {v}")
+    top_p = get("top_p")
+    if top_p is not None:
+        for v in np.asarray(top_p).reshape(-1).tolist():
+            if not math.isfinite(v) or v > 1.0:
+                raise RequestError(f"top_p must be at most 1, got {v}")
+    beam = get("beam_width")
+    if beam is not None and int(np.max(beam)) > max_beam_width:
+        raise RequestError(f"beam_width {int(np.max(beam))} exceeds the engine's max_beam_width {max_beam_width}")
+    min_tokens = get("min_tokens")
+    if min_tokens is not None:
+        rows = out_len.shape[0]
+        for low, high in zip(np.asarray(min_tokens).reshape(rows, -1)[:, 0].tolist(), out_len.tolist()):
+            if low > high:
+                raise RequestError(f"min_tokens {low} is more than max_tokens {high}")

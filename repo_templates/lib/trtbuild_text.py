@@ -10,7 +10,10 @@ What it does:
 - turns generated token ids into text: every token id maps to the exact bytes it contributes, so
   chunks of a stream join to exactly the non-streamed text (leading spaces stay); with one
   incremental UTF-8 decoder per stream (`TextCodec.stream()`), a character split across tokens is
-  emitted whole once its last byte arrives;
+  emitted whole once its last byte arrives. Text that leaves a model is always valid UTF-8: bytes
+  that do not form a character (a character cut by max_tokens, a model emitting stray bytes) become
+  U+FFFD, exactly as Hugging Face's `decode` and NVIDIA's postprocessing give them;
+- reads client strings strictly (invalid UTF-8 is a RequestError naming the input, never a traceback);
 - computes the KV-cache retention ranges from the recipe's rules, and checks ranges the way TensorRT-LLM's
   executor does (a port of its validation, so a bad request is a clear error, not an executor exception).
 """
@@ -30,6 +33,21 @@ import numpy as np
 TRUE_WORDS = ("true", "1")
 FALSE_WORDS = ("false", "0")
 _BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+class RequestError(ValueError):
+    """A client error: answered with an error response naming the input; the model keeps serving."""
+
+
+def client_text(item: object, name: str) -> str:
+    """One element of a client STRING tensor as text; invalid UTF-8 is the client's error."""
+    if not isinstance(item, bytes):
+        return str(item)
+    try:
+        return item.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{name} is not valid UTF-8 (byte 0x{item[exc.start]:02x} at offset {exc.start}): "
+                           "send text encoded as UTF-8") from None
 
 
 # ------------------------------------------------------------------------------------- parameters
@@ -139,18 +157,19 @@ def build_token_bytes(tokenizer: Any, *, skip_special_tokens: bool) -> list[byte
 class IncrementalDetokenizer:
     """Token ids in, text out, one stream at a time; chunks concatenate to the one-shot decode."""
 
-    __slots__ = ("_table", "_decoder", "tokens_seen")
+    __slots__ = ("_table", "_size", "_decoder")
 
     def __init__(self, table: list[bytes]):
         self._table = table
+        self._size = len(table)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.tokens_seen = 0
 
     def push(self, ids: Any) -> str:
-        table, n = self._table, len(self._table)
-        data = b"".join(table[i] if 0 <= i < n else b"" for i in ids)
-        self.tokens_seen += len(ids)
-        return self._decoder.decode(data)
+        table, n = self._table, self._size
+        if len(ids) == 1:
+            i = ids[0]
+            return self._decoder.decode(table[i] if 0 <= i < n else b"")
+        return self._decoder.decode(b"".join(table[i] if 0 <= i < n else b"" for i in ids))
 
     def finish(self) -> str:
         return self._decoder.decode(b"", final=True)
@@ -165,13 +184,18 @@ class TextCodec:
         self.skip_special_tokens = skip_special_tokens
         self._backend = getattr(self.tokenizer, "_tokenizer", None)
         self.token_bytes = build_token_bytes(self.tokenizer, skip_special_tokens=skip_special_tokens)
+        self.utf8_closed = all(_valid_utf8(b) for b in self.token_bytes)
+        """Every token is whole characters: a stateless decode of any chunk of tokens is exact."""
+        self.max_bytes_per_token = _max_bytes_per_token(self.tokenizer, self.token_bytes)
+        """At most this many prompt bytes become one token (a cheap bound checked before tokenizing)."""
 
     def encode_batch(self, texts: list[str], *, add_special_tokens: bool | None = None) -> list[list[int]]:
         special = self.add_special_tokens if add_special_tokens is None else add_special_tokens
         if not texts:
             return []
-        if self._backend is not None:
-            return [e.ids for e in self._backend.encode_batch(texts, add_special_tokens=special)]
+        if self._backend is not None:  # ids only: the fast variant skips offsets (tokenizers >= 0.21)
+            encode = getattr(self._backend, "encode_batch_fast", self._backend.encode_batch)
+            return [e.ids for e in encode(texts, add_special_tokens=special)]
         return [list(x) for x in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
 
     def encode_words(self, words: list[str]) -> list[list[int]]:
@@ -185,8 +209,59 @@ class TextCodec:
     def decode(self, ids: Any) -> str:
         return self.to_bytes(ids).decode("utf-8", "replace")
 
+    def decode_settled(self, ids: Any) -> str:
+        """Text of `ids` without a trailing incomplete character (it may complete later)."""
+        data = self.to_bytes(ids)
+        return data[: len(data) - _incomplete_tail(data)].decode("utf-8", "replace")
+
     def stream(self) -> IncrementalDetokenizer:
         return IncrementalDetokenizer(self.token_bytes)
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _incomplete_tail(data: bytes) -> int:
+    """Length of a trailing UTF-8 sequence that is a valid start but not yet complete (0-3 bytes)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII): does it need more than it has?
+            need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+            return back if need > back else 0
+    return 0
+
+
+def _shrink_factor(normalizer: dict[str, Any] | None) -> int:
+    """How many prompt bytes a normalizer may turn into one byte: 1 for none or ones that only grow
+    text (Prepend, NFD, a Replace with a longer or equal replacement), else 4 (NFKC maps some 3-4 byte
+    characters to one byte)."""
+    if not normalizer:
+        return 1
+    kind = normalizer.get("type")
+    if kind == "Sequence":
+        return max([_shrink_factor(n) for n in normalizer.get("normalizers") or []] + [1])
+    if kind in ("Prepend", "NFD"):
+        return 1
+    if kind == "Replace":
+        pattern = (normalizer.get("pattern") or {}).get("String")
+        if isinstance(pattern, str) and len(str(normalizer.get("content", "")).encode()) >= len(pattern.encode()):
+            return 1
+    return 4
+
+
+def _max_bytes_per_token(tokenizer: Any, table: list[bytes]) -> int:
+    """A bound on the prompt bytes one token can stand for: the longest token (specials as their text),
+    times what the tokenizer's normalizer may shrink text by."""
+    specials = [len(str(t).encode()) for t in getattr(tokenizer, "all_special_tokens", [])]
+    longest = max([len(b) for b in table] + specials + [1])
+    backend = getattr(tokenizer, "_tokenizer", None)
+    normalizer = json.loads(backend.to_str()).get("normalizer") if backend is not None else {"type": "unknown"}
+    return longest * _shrink_factor(normalizer)
 
 
 # -------------------------------------------------------------------------------------- word lists
@@ -219,7 +294,7 @@ def parse_word_list(arr: np.ndarray) -> list[list[int]]:
     return words
 
 
-def split_words(value: np.ndarray | None) -> list[list[str]]:
+def split_words(value: np.ndarray | None, name: str = "words") -> list[list[str]]:
     """A `[rows, K]` STRING tensor of words → per row a list of strings.
 
     K > 1: one word per element. K == 1: the element is a CSV line (NVIDIA's format), so
@@ -231,7 +306,7 @@ def split_words(value: np.ndarray | None) -> list[list[str]]:
     arr = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
     out = []
     for row in arr:
-        texts = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in row]
+        texts = [client_text(item, name) for item in row]
         if len(texts) == 1:
             texts = next(csv.reader([texts[0]]), [])
         out.append([w for w in texts if w])

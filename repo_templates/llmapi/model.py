@@ -47,7 +47,15 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
 from trtbuild_prompt import RETENTION, PromptBuilder, RequestError
-from trtbuild_text import NO_END, NO_EXPIRY, TextCodec, model_parameters, parse_bool, parse_word_list, resolve_dir
+from trtbuild_text import (
+    NO_END,
+    NO_EXPIRY,
+    TextCodec,
+    model_parameters,
+    parse_bool,
+    parse_word_list,
+    resolve_dir,
+)
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 CANCEL_POLL_S = 0.1

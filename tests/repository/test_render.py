@@ -150,3 +150,36 @@ def test_written_repository_is_complete_and_lints_clean(tmp_path: Path, tiny_mod
     assert (repo / "launch.sh").stat().st_mode & 0o111
     done = cli("lint", str(repo))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("gpu", ["h100", "cpu"])
+def test_launch_script_runs_the_server_outside_the_repository(tmp_path: Path, tiny_model: Path, gpu: str) -> None:
+    """Triton's Python stubs import from their working directory: launch.sh must not start the server in the
+    repository (a stray json.py there would run in every model), yet `../engine` must still resolve."""
+    import os
+    import subprocess
+
+    out = tmp_path / "out"
+    plan = plan_for(ROOT / "recipes" / "qwen2.5-7b.yaml", gpu)
+    if gpu == "cpu":
+        render_repository(plan, out_dir=out / "repository", tokenizer_dir=tiny_model, hf_model_dir=tiny_model)
+    else:
+        engine = _engine(tmp_path)
+        (out / "engine").parent.mkdir(parents=True)
+        engine.rename(out / "engine")
+        render_repository(plan, out_dir=out / "repository", tokenizer_dir=tiny_model, engine_dir=out / "engine",
+                          engine_ref="../engine")
+    repo = out / "repository"
+    (repo / "json.py").write_text("raise SystemExit('imported from the repository')\n")
+    fake = tmp_path / "tritonserver"
+    fake.write_text('#!/bin/sh\npwd\nls ../engine/config.json 2>/dev/null || echo no-engine\necho "$@"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "TRITONSERVER": str(fake), "TMPDIR": str(tmp_path)}
+    run = subprocess.run([str(repo / "launch.sh")], capture_output=True, text=True, env=env, cwd=repo, check=True)
+    cwd, engine_seen, argv = run.stdout.splitlines()[:3]
+    assert not Path(cwd).resolve().is_relative_to(repo.resolve()) and not any(Path(cwd).iterdir())
+    assert f"--model-repository={repo}/models" in argv
+    if gpu == "cpu":
+        assert engine_seen == "no-engine"
+    else:
+        assert (Path(cwd) / engine_seen).resolve() == (out / "engine" / "config.json").resolve()

@@ -353,6 +353,10 @@ class Serving(Section):
     """Default stop strings (clients may add their own)."""
     bad_words: tuple[Annotated[str, Strict()], ...] = Field(default=(), strict=False)
     """Default banned strings."""
+    stream_coalescing_ms: int = Field(default=0, ge=0, le=1000)
+    """tensorrt_llm_bls streaming: 0 sends every engine response on at once; N > 0 sends at most one
+    response per N ms per stream, merging tokens that come faster (same text and token counts; fewer,
+    longer chunks when the engine outpaces that rate or the server falls behind; no delay otherwise)."""
 
     @field_validator("end_ids")
     @classmethod

@@ -1,7 +1,9 @@
 """A small client of the generated repository's contract (`ensemble` / `tensorrt_llm_bls`).
 
 gRPC streaming (`ModelStreamInfer`) works for decoupled and non-decoupled models alike, so it is the
-default; `generate_http` uses Triton's HTTP `generate` / `generate_stream` endpoints.
+default; `generate_http` uses Triton's HTTP `generate` / `generate_stream` endpoints. Token counts are
+read as Triton's OpenAI frontend reads them: `num_input_tokens` once, `num_output_tokens` summed over
+the responses of a stream.
 """
 
 from __future__ import annotations
@@ -103,12 +105,15 @@ def _collect(gen: Generation, get: Any) -> None:
     text = get("text_output")
     if text is not None:
         gen.chunks.append(b"".join(x if isinstance(x, bytes) else str(x).encode() for x in text.reshape(-1)[:1]))
-    value = get("num_input_tokens")
-    if value is not None:
-        gen.num_input_tokens = int(value.reshape(-1)[0])
-    value = get("num_output_tokens")
-    if value is not None:  # per response (model_instance_state.cc): a stream's total is the sum
-        gen.num_output_tokens = (gen.num_output_tokens or 0) + int(value.reshape(-1)[0])
+    _count(gen, get("num_input_tokens"), get("num_output_tokens"))
+
+
+def _count(gen: Generation, prompt: Any, completion: Any) -> None:
+    """num_input_tokens once; num_output_tokens summed (streamed responses count their own tokens)."""
+    if prompt is not None and gen.num_input_tokens is None:
+        gen.num_input_tokens = int(np.asarray(prompt).reshape(-1)[0])
+    if completion is not None:
+        gen.num_output_tokens = (gen.num_output_tokens or 0) + int(np.asarray(completion).reshape(-1)[0])
 
 
 def generate_http(url: str, model: str, payload: dict[str, Any], *, stream: bool = False,
@@ -148,10 +153,4 @@ def _collect_json(gen: Generation, event: dict[str, Any]) -> None:
     text = event.get("text_output")
     if text is not None:
         gen.chunks.append((text[0] if isinstance(text, list) else str(text)).encode("utf-8", "surrogateescape"))
-    for name in ("num_input_tokens", "num_output_tokens"):
-        if name in event:
-            value = event[name]
-            count = int(value[0] if isinstance(value, list) else value)
-            # num_output_tokens is per response (model_instance_state.cc): a stream's total is the sum
-            total = (gen.num_output_tokens or 0) + count if name == "num_output_tokens" else count
-            setattr(gen, name, total)
+    _count(gen, event.get("num_input_tokens"), event.get("num_output_tokens"))

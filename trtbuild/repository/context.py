@@ -19,13 +19,14 @@ from trtbuild import __version__
 from trtbuild.errors import RepositoryError
 from trtbuild.plan.planner import BuildPlan
 from trtbuild.repository.inputs import TokenizerInfo
-from trtbuild.repository.launch import script_ranks
+from trtbuild.repository.launch import private_cwd, script_ranks
 from trtbuild.repository.manifest import HF_MODEL_DIR, TOKENIZER_DIR, EngineLimits
 from trtbuild.resources import topologies_dir
 
 TOPOLOGIES_DIR = topologies_dir()
 CLIENT_MODEL = {"ensemble": "ensemble", "bls": "tensorrt_llm_bls"}
-TOPOLOGY_FILES = {"ensemble": ("ensemble",), "bls": ("bls",), "both": ("ensemble", "bls")}
+TOPOLOGY_FILES = {"ensemble": ("ensemble",), "bls": ("bls",), "both": ("bls", "ensemble")}
+"""Client models first to last: the first is the entry point smoke, README and launch.sh point at."""
 MODEL_ROLES = {
     "preprocessing": "tokenizes prompts and builds the engine request (Python)",
     "tensorrt_llm": "generates tokens (TensorRT-LLM C++ backend)",
@@ -99,6 +100,9 @@ class RenderContext:
     bad_words_json: str
     max_input_len: int
     max_seq_len: int
+    vocab_size: int
+    max_beam_width: int
+    stream_coalescing_ms: int
     kv_reuse: bool
     kv_retention_json: str
     logits_dtype: str
@@ -111,6 +115,11 @@ class RenderContext:
     tp: int
     pp: int
     launch_ranks: tuple[tuple[str, ...], ...]
+    launch_cwd: str
+    """launch.sh's working directory inside its private run directory (launch.private_cwd)."""
+    launch_engine_link: str
+    """Where launch.sh links the engine inside that directory ("" when gpt_model_path is not relative)."""
+    engine_ref: str
     engine_version: str
     engine_dir_display: str
     hf_model_display: str
@@ -183,6 +192,7 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         "decode_priority": retention.decode_priority, "decode_duration_ms": retention.decode_duration,
     }
     world = 1 if reference else engine.tp * engine.pp
+    launch_dirs = private_cwd(None if reference else engine_ref)
     trtllm = {
         "gpt_model_type": "inflight_fused_batching" if r.batching == "inflight" else "V1",
         "gpt_model_path": str(hf_model_path if reference else (engine_ref or engine_dir)),
@@ -240,11 +250,13 @@ def build_context(plan: BuildPlan, *, tokenizer: TokenizerInfo, engine: EngineLi
         stop_words_json=json.dumps(list(sv.stop_words), ensure_ascii=False),
         bad_words_json=json.dumps(list(sv.bad_words), ensure_ascii=False),
         max_input_len=min(b.max_input_len, engine.max_input_len), max_seq_len=engine.max_seq_len,
-        kv_reuse=r.kv_cache.reuse, kv_retention_json=json.dumps(kv_retention, sort_keys=True),
+        vocab_size=int(plan.model["vocab_size"]), max_beam_width=engine.max_beam_width,
+        stream_coalescing_ms=sv.stream_coalescing_ms, kv_reuse=r.kv_cache.reuse, kv_retention_json=json.dumps(kv_retention, sort_keys=True),
         logits_dtype=logits_dtype, prompt_table_dtype=prompt_dtype, encoder_input_features_dtype="TYPE_FP16",
         trtllm=MappingProxyType(trtllm), client=load_contract(logits_dtype, prompt_dtype), ensemble_steps=steps,
         world_size=world, tp=1 if reference else engine.tp, pp=1 if reference else engine.pp,
         launch_ranks=tuple(tuple(rank) for rank in script_ranks(world)),
+        launch_cwd=launch_dirs[0], launch_engine_link=launch_dirs[1] or "", engine_ref=str(engine_ref or ""),
         engine_version=engine.version or "1.2.x", engine_dir_display=str(engine_ref or engine_dir or ""),
         hf_model_display=(hf_model_path or "").replace("../../", "") or HF_MODEL_DIR,
         notes=tuple(notes),

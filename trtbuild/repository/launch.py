@@ -7,10 +7,28 @@ mode): each rank gets its own Python-backend shared-memory prefix, and ranks > 0
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 
 TRTLLM_MODEL = "tensorrt_llm"
+
+
+def private_cwd(engine_ref: str | None) -> tuple[str, str | None]:
+    """Where tritonserver runs, inside an empty private directory RUN: (cwd, engine link), both relative to RUN.
+
+    Not in the repository: Triton's Python stubs put their working directory first on `sys.path`, so
+    a `json.py` lying there would be imported by every Python model. The C++ backend reads a relative
+    `gpt_model_path` (``../engine`` in a compiled artifact) against the working directory, so a link at
+    RUN/<link> pointing to the repository's engine keeps it resolving; None when nothing needs one.
+    """
+    if not engine_ref or os.path.isabs(engine_ref):
+        return "cwd", None
+    parts = PurePosixPath(os.path.normpath(engine_ref)).parts
+    ups = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
+    cwd = PurePosixPath("cwd", *(["d"] * max(ups - 1, 0)))
+    return str(cwd), os.path.normpath(str(cwd / engine_ref))
 
 
 def rank_arguments(world_size: int, *, tritonserver: str, models_dir: str, http_port: str, grpc_port: str,

@@ -125,8 +125,9 @@ def render_files(plan: BuildPlan, *, tokenizer_dir: Path, engine_dir: Path | Non
     """Render every file of the repository in memory (nothing is written).
 
     ``engine_ref`` is the ``gpt_model_path`` written for a GPU target (default: ``engine_dir``). A
-    relative path is relative to the repository directory: ``launch.sh`` and ``trtbuild serve`` start
-    the server there (``trtbuild compile`` writes ``../engine``: the artifact's engine beside it).
+    relative path is relative to the repository directory (``trtbuild compile`` writes ``../engine``: the
+    artifact's engine beside it); ``launch.sh`` and ``trtbuild serve`` keep it resolving from their private
+    working directory (``launch.private_cwd``).
     """
     reference = bool(plan.target.get("reference"))
     tokenizer = read_tokenizer(plan, Path(tokenizer_dir), hf_model_dir)

@@ -8,6 +8,10 @@ the stub imports this venv's packages (numpy < 2, torch, transformers). For engi
 
 Servers listen on 127.0.0.1 only, on free ports unless told otherwise, in their own process group;
 `stop()` ends the whole group (SIGTERM, then SIGKILL) and removes the private files.
+
+A plain Triton model repository (model folders with config.pbtxt, no trtbuild manifest; e.g. NVIDIA's
+filled templates) is served too: world size 1, the tritonserver on PATH if there is one, else
+nvidia-pytriton's (`preferred_install`).
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import RepositoryError
-from trtbuild.repository.launch import command_line, rank_arguments
-from trtbuild.repository.manifest import MODELS_DIR, RepositoryManifest, read_manifest
+from trtbuild.errors import RepositoryError, UsageError
+from trtbuild.repository.launch import command_line, private_cwd, rank_arguments
+from trtbuild.repository.manifest import MANIFEST_NAME, MODELS_DIR, RepositoryManifest, read_manifest
 from trtbuild.repository.python_env import PythonEnv
 
 DEFAULT_TRITONSERVER = "/opt/tritonserver/bin/tritonserver"
@@ -82,6 +86,18 @@ def system_install() -> TritonInstall:
     return TritonInstall(binary=Path(binary))
 
 
+def preferred_install() -> TritonInstall:
+    """The system's tritonserver ($TRITONSERVER or PATH) when there is one, else nvidia-pytriton's."""
+    if os.environ.get("TRITONSERVER") or shutil.which("tritonserver"):
+        return system_install()
+    return pytriton_install()
+
+
+def is_model_repository(path: Path) -> bool:
+    """A plain Triton model repository: at least one model folder with a config.pbtxt."""
+    return Path(path).is_dir() and any(p.is_file() for p in Path(path).glob("*/config.pbtxt"))
+
+
 class TritonServer:
     """One tritonserver (or one mpirun of world-size ranks) on a repository."""
 
@@ -90,20 +106,36 @@ class TritonServer:
                  log_path: Path | None = None, env: dict[str, str] | None = None, log_verbose: int = 0,
                  python_env: Path | None = None):
         self.repo = Path(repo).resolve()
-        self.manifest: RepositoryManifest = read_manifest(self.repo)
+        self._manifest: RepositoryManifest | None = None
+        if (self.repo / MANIFEST_NAME).is_file() or not is_model_repository(self.repo):
+            self._manifest = read_manifest(self.repo)
+        self.models_dir = self.repo / MODELS_DIR if self._manifest is not None else self.repo
+        self.world_size = self._manifest.world_size if self._manifest is not None else 1
         # The Python environment the Python models run in (e.g. .venv-vllm); default: this one.
         self.python_env = PythonEnv.probe(python_env) if python_env is not None else None
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
-        on_cpu = self.manifest.reference or self.manifest.target == "cpu"
-        self.install = install or (pytriton_install(self.python_env.version if self.python_env else None)
-                                   if on_cpu else system_install())
+        if install is None:
+            if self._manifest is None:
+                install = preferred_install()
+            elif self._manifest.reference or self._manifest.target == "cpu":
+                install = pytriton_install(self.python_env.version if self.python_env else None)
+            else:
+                install = system_install()
+        self.install = install
         self.extra_env = dict(env or {})
         self.log_verbose = log_verbose
         self._tmp = Path(tempfile.mkdtemp(prefix="trtbuild-triton-"))
         self.log_path = Path(log_path) if log_path else self._tmp / "tritonserver.log"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def manifest(self) -> RepositoryManifest:
+        """The trtbuild manifest (a plain model repository has none)."""
+        if self._manifest is None:
+            raise UsageError(f"{self.repo} is a plain Triton model repository (no {MANIFEST_NAME})")
+        return self._manifest
 
     @property
     def http_url(self) -> str:
@@ -130,8 +162,8 @@ class TritonServer:
         backends = self._backends_dir()
         if backends is not None:
             extra.append(f"--backend-directory={backends}")
-        ranks = rank_arguments(self.manifest.world_size, tritonserver=str(self.install.binary),
-                               models_dir=str(self.repo / MODELS_DIR), http_port=str(self.http_port),
+        ranks = rank_arguments(self.world_size, tritonserver=str(self.install.binary),
+                               models_dir=str(self.models_dir), http_port=str(self.http_port),
                                grpc_port=str(self.grpc_port), metrics_port=str(self.metrics_port),
                                shm_prefix=f"trtbuild{uuid.uuid4().hex[:8]}r", extra=extra)
         return command_line(ranks, mpirun=os.environ.get("MPIRUN", "mpirun"))
@@ -157,13 +189,11 @@ class TritonServer:
         sys.path, so a json.py or numpy.py lying there would be imported by every Python model. A relative
         engine path (``../engine`` in a compiled artifact, read by the C++ backend against the cwd) is
         reproduced by a symlink beside it, so it resolves as it does from the repository directory."""
-        cwd = self._tmp / "cwd"
-        engine = self.manifest.engine.path
-        if engine and not os.path.isabs(engine) and not self.manifest.reference:
-            parts = Path(os.path.normpath(engine)).parts
-            ups = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
-            cwd = self._tmp.joinpath("cwd", *(["d"] * max(ups - 1, 0)))
-            link = Path(os.path.normpath(cwd / engine))
+        engine = self._manifest.engine.path if self._manifest is not None and not self._manifest.reference else None
+        cwd_rel, link_rel = private_cwd(engine)
+        cwd = self._tmp / cwd_rel
+        if engine and link_rel:
+            link = self._tmp / link_rel
             link.parent.mkdir(parents=True, exist_ok=True)
             if not os.path.lexists(link):
                 link.symlink_to((self.repo / engine).resolve(), target_is_directory=True)
@@ -212,7 +242,7 @@ class TritonServer:
             return ""
         loaded = set(re.findall(r"successfully loaded '([^']+)'", text))
         failed = set(re.findall(r"failed to load '([^']+)'", text))
-        models = list(self.manifest.models) or sorted(loaded | failed)
+        models = list(self._manifest.models if self._manifest is not None else ()) or sorted(loaded | failed)
         waiting = [m for m in models if m not in loaded and m not in failed]
         out = f"{len(loaded)}/{len(models)} models loaded"
         if failed:

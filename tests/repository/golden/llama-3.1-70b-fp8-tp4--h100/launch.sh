@@ -8,6 +8,8 @@
 #   HTTP_PORT=9000 GRPC_PORT=9001 METRICS_PORT=9002 ./launch.sh
 #   TRITONSERVER=/path/to/tritonserver ./launch.sh
 #
+# Clients: send requests to tensorrt_llm_bls (the entry point to use; ensemble is NVIDIA's layout).
+#
 # World size 4 = tp 4 x pp 1: one MPI rank per GPU (leader mode). Every rank has its own
 # Python-backend shared-memory prefix; ranks > 0 load only tensorrt_llm and never open the ports.
 set -euo pipefail
@@ -16,7 +18,11 @@ TRITONSERVER=$(printenv TRITONSERVER || echo /opt/tritonserver/bin/tritonserver)
 HTTP_PORT=$(printenv HTTP_PORT || echo 8000)
 GRPC_PORT=$(printenv GRPC_PORT || echo 8001)
 METRICS_PORT=$(printenv METRICS_PORT || echo 8002)
-cd "$HERE"   # relative paths in the configs (engine, tokenizer) are relative to this directory
+# Run from an empty private directory, not this one: Triton's Python models put their working directory
+# first on sys.path, so a stray .py file here would be imported by every model.
+RUN=$(mktemp -d -t trtbuild-launch.XXXXXX)   # under $TMPDIR, else /tmp
+mkdir -p "$RUN/cwd"
+cd "$RUN/cwd"
 MPIRUN=$(printenv MPIRUN || echo mpirun)
 
 exec "$MPIRUN" --allow-run-as-root \

@@ -7,12 +7,18 @@
 #   ./launch.sh                              # HTTP 8000, gRPC 8001, metrics 8002
 #   HTTP_PORT=9000 GRPC_PORT=9001 METRICS_PORT=9002 ./launch.sh
 #   TRITONSERVER=/path/to/tritonserver ./launch.sh
+#
+# Clients: send requests to tensorrt_llm_bls (the entry point to use; ensemble is NVIDIA's layout).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TRITONSERVER=$(printenv TRITONSERVER || echo /opt/tritonserver/bin/tritonserver)
 HTTP_PORT=$(printenv HTTP_PORT || echo 8000)
 GRPC_PORT=$(printenv GRPC_PORT || echo 8001)
 METRICS_PORT=$(printenv METRICS_PORT || echo 8002)
-cd "$HERE"   # relative paths in the configs (engine, tokenizer) are relative to this directory
+# Run from an empty private directory, not this one: Triton's Python models put their working directory
+# first on sys.path, so a stray .py file here would be imported by every model.
+RUN=$(mktemp -d -t trtbuild-launch.XXXXXX)   # under $TMPDIR, else /tmp
+mkdir -p "$RUN/cwd"
+cd "$RUN/cwd"
 
 exec "$TRITONSERVER" --model-repository="$HERE/models" --http-port="$HTTP_PORT" --grpc-port="$GRPC_PORT" --metrics-port="$METRICS_PORT" --disable-auto-complete-config --backend-config=python,shm-region-prefix-name=prefix0_ "$@"
