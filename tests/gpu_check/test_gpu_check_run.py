@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,32 @@ def test_an_unexpected_error_in_a_step_is_a_failed_step() -> None:
 
     step = timed("serve (real tritonserver)", "engine/stream", broken)
     assert step.status == "failed" and step.detail == "RepositoryError: repository: no trtbuild-repository.json in /x"
+
+
+def test_every_gpu_marked_test_file_is_run_by_the_check() -> None:
+    from trtbuild.gpu_check.run import GPU_TESTS
+
+    mark = re.compile(r"^(pytestmark\s*=.*\bpytest\.mark\.gpu\b|\s*@pytest\.mark\.gpu\b)", re.MULTILINE)
+    marked = {str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
+              if mark.search(p.read_text(encoding="utf-8"))}
+    listed = {t for files in GPU_TESTS.values() for t in files}
+    assert marked == listed
+
+
+def test_contract_suite_arguments_select_its_tests(tmp_path: Path) -> None:
+    """The options the check passes exist in the suite, and each deselected test id names real tests."""
+    from trtbuild.gpu_check.run import CONTRACT_SUITE, MODEL_TESTS
+
+    args = [CONTRACT_SUITE, "--contract-url=grpc=127.0.0.1:1,http=127.0.0.1:2",
+            f"--contract-tokenizer={tmp_path}", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    everything = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, text=True,
+                                timeout=300)
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    deselect = [f"--deselect={t}" for t in MODEL_TESTS]
+    fewer = subprocess.run([sys.executable, "-m", "pytest", *args, *deselect], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert fewer.returncode == 0, fewer.stdout + fewer.stderr
+    ids = [ln for ln in everything.stdout.splitlines() if "::" in ln]
+    for test in MODEL_TESTS:
+        assert any(i.startswith(test) for i in ids), test
+    assert f"{sum(1 for i in ids if any(i.startswith(t) for t in MODEL_TESTS))} deselected" in fewer.stdout

@@ -6,7 +6,7 @@
    toolchain (engine) or the LLM-API repository rendered (llmapi), linted, served by the real tritonserver on
    127.0.0.1 free ports, every model READY and the loaded config checked against the contract fixtures, the
    client-contract suite (tests/client_contract) run against it; the server stopped.
-3. The `gpu`-marked tests (tests/engine/test_engine_gpu.py, tests/llmapi/test_llmapi_gpu.py).
+3. The `gpu`-marked tests (GPU_TESTS: checkpoint calibration on CUDA, the tiny engine, the LLM-API checks).
 4. build/gpu-check/report.json + report.md; exit 0 only when nothing failed (exit 4 otherwise).
 """
 
@@ -37,7 +37,9 @@ from .steps import (
 )
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 4
-GPU_TESTS = {"engine": "tests/engine/test_engine_gpu.py", "llmapi": "tests/llmapi/test_llmapi_gpu.py"}
+GPU_TESTS = {"engine": ("tests/checkpoint/test_checkpoint_gpu.py", "tests/engine/test_engine_gpu.py"),
+             "llmapi": ("tests/llmapi/test_llmapi_gpu.py",)}
+"""Every `gpu`-marked test file, by the backend it checks (tests/gpu_check keeps this list complete)."""
 CONTRACT_SUITE = "tests/client_contract"
 MODEL_TESTS = {f"{CONTRACT_SUITE}/test_contract.py::test_preprocessing_and_postprocessing_called_directly":
                ("preprocessing", "postprocessing")}
@@ -125,7 +127,7 @@ class Check:
         for backend in backends:
             for streaming in (True,) if self.args.only_streaming else (True, False):
                 self.variant(backend, streaming, model_dir)
-        tests = [GPU_TESTS[b] for b in backends if (ROOT / GPU_TESTS[b]).is_file()]
+        tests = [t for b in backends for t in GPU_TESTS[b] if (ROOT / t).is_file()]
         if not tests:
             self.skip("gpu-marked tests", "all", "this checkout has no gpu test files")
             return
