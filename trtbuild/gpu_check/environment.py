@@ -8,8 +8,9 @@ Sources of the facts used here:
 * ``import tensorrt_llm`` prints ``[TensorRT-LLM] TensorRT-LLM version: X`` (``tensorrt_llm/__init__.py``
   of NVIDIA/TensorRT-LLM), so ``trtllm-build --help`` names the version of the package it runs.
 * Triton loads backends from ``--backend-directory`` (default ``/opt/tritonserver/backends``), one folder per
-  backend: ``tensorrtllm/libtriton_tensorrtllm.so``, ``python/libtriton_python.so`` (+ its stub), as laid out
-  in NVIDIA's ``tritonserver:<yy.mm>-trtllm-python-py3`` container.
+  backend: ``tensorrtllm/libtriton_tensorrtllm.so`` (where triton-inference-server/tensorrtllm_backend
+  ``inflight_batcher_llm/scripts/build.sh`` @c2e65b88 installs it), ``python/libtriton_python.so`` (+ its
+  stub), as laid out in NVIDIA's ``tritonserver:<yy.mm>-trtllm-python-py3`` container.
 """
 
 from __future__ import annotations
