@@ -32,6 +32,9 @@ COMMANDS: dict[str, str] = {
 # parser needs a value, so a bare one is given the empty string here, as argparse's nargs="?" did.
 OPTIONAL_VALUES = {("compile", "--publish")}
 
+# Set by the shell completion script that `trtbuild --install-completion` installs.
+COMPLETE_VAR = "_TRTBUILD_COMPLETE"
+
 
 class LazyCommands(MutableMapping[str, Any]):
     """The root group's commands, built on first use: running `plan` imports only its module."""
@@ -124,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("TRTBUILD_DEBUG") == "1"
     try:
-        if not argv:  # what there is to do, on stderr: the command line was incomplete (exit 2)
+        if not argv and COMPLETE_VAR not in os.environ:  # what there is to do, on stderr (exit 2)
             with contextlib.redirect_stdout(sys.stderr):
                 build_command().main(args=["--help"], prog_name="trtbuild", standalone_mode=False)
             return UsageError.exit_code
@@ -133,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from typer._click.exceptions import UsageError as ClickUsageError
 
         try:
-            rv = build_command().main(args=_optional_values(argv), prog_name="trtbuild", standalone_mode=False)
+            rv = build_command().main(args=_optional_values(argv), prog_name="trtbuild", complete_var=COMPLETE_VAR,
+                                      standalone_mode=False)
         except ClickUsageError as exc:
             return _usage_error(exc)
         except ClickException as exc:
