@@ -46,12 +46,7 @@ class LazyCommands(MutableMapping[str, Any]):
         if name not in self._built:
             if name not in COMMANDS:
                 raise KeyError(name)
-            import importlib
-
-            from typer.main import get_group
-
-            group = get_group(importlib.import_module(COMMANDS[name]).app)
-            self._built.update({n: c for n, c in group.commands.items() if n in COMMANDS})
+            self._built[name] = _declared(name)
         return self._built[name]
 
     def __setitem__(self, name: str, command: Any) -> None:
@@ -65,6 +60,26 @@ class LazyCommands(MutableMapping[str, Any]):
 
     def __len__(self) -> int:
         return len(COMMANDS)
+
+
+def _declared(name: str) -> Any:
+    """The click command of ``name``, built from its typer declaration alone (typer builds a pydantic
+    adapter per parameter: building the other commands of its module would cost more than `plan` itself)."""
+    import importlib
+
+    from typer.main import get_command_from_info, get_group_from_info
+
+    app = importlib.import_module(COMMANDS[name]).app
+    markup = app.rich_markup_mode
+    for info in app.registered_commands:
+        if info.name == name:
+            return get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                         rich_markup_mode=markup)
+    for group in app.registered_groups:
+        if group.name == name:
+            return get_group_from_info(group, pretty_exceptions_short=app.pretty_exceptions_short,
+                                       suggest_commands=app.suggest_commands, rich_markup_mode=markup)
+    raise KeyError(f"{COMMANDS[name]} declares no command {name!r}")
 
 
 def build_command() -> Any:
