@@ -110,9 +110,9 @@ def test_every_long_running_command_documents_its_json_and_quiet(cli) -> None:
 
 def test_plan_loads_only_its_own_command_module() -> None:
     """The planning path: no other command's declarations, no rich (help only), no Jinja, no torch."""
-    code = ("import sys; from trtbuild.cli import main; rc = main(['plan', %r, '--gpu', 'h100']);"
+    code = (f"import sys; from trtbuild.cli import main; rc = main(['plan', {RECIPE_70B!r}, '--gpu', 'h100']);"
             "print(sorted(m for m in sys.modules if m.startswith(('trtbuild.cliapp.', 'rich', 'jinja2', 'torch',"
-            "'trtbuild.commands.compile', 'trtbuild.build')) ), file=sys.stderr); sys.exit(rc)") % RECIPE_70B
+            "'trtbuild.commands.compile', 'trtbuild.build')) ), file=sys.stderr); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "['trtbuild.cliapp.recipe']"

@@ -7,7 +7,7 @@ body in ``trtbuild.commands`` and returns the exit code.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict
 
 Executor = Literal["auto", "local", "container", "fake"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -17,6 +17,11 @@ CACHE_DIR_HELP = "cache directory (default: $TRTBUILD_CACHE_DIR or the user cach
 QUIET_HELP = "no progress display"
 
 
-def with_help(short: str, long: str) -> dict[str, str]:
+class HelpTexts(TypedDict):
+    help: str
+    short_help: str
+
+
+def with_help(short: str, long: str) -> HelpTexts:
     """A command's help: the one line the command list shows, then the paragraph its own --help adds."""
     return {"help": f"{short}\n\n{long}", "short_help": short}
