@@ -3,7 +3,8 @@
 0 ok · 1 bug · 2 usage · 3 recipe/plan invalid · 4 stage failed · 5 publish failed.
 
 Start-up stays light: the command table below is static, and only the module declaring the command that
-runs is imported (`trtbuild.cliapp.*`, which import typer; rich only when help or completion is shown).
+runs is imported (`trtbuild.cliapp.*`, which import typer; rich only to draw help, completion, or progress
+on a terminal).
 Each command body imports its own machinery, so `trtbuild plan` never pays for torch or Jinja.
 """
 

@@ -17,7 +17,7 @@ Json = Annotated[bool, typer.Option("--json", help="machine-readable result")]
 
 
 @app.command("validate", help="check recipe files; exit 0 when all are valid, 3 when not, 2 for a missing file")
-def validate(files: Annotated[list[str], typer.Argument(metavar="FILE...")], as_json: Json = False) -> int:
+def validate(files: Annotated[list[str], typer.Argument(metavar="FILE")], as_json: Json = False) -> int:
     from trtbuild.commands.planning import cmd_validate
 
     return cmd_validate(files, as_json=as_json)
@@ -75,7 +75,7 @@ def init(
 
 @app.command("status", help="fresh / stale / missing for each recipe × GPU (CI mode)")
 def status(
-    files: Annotated[list[str], typer.Argument(metavar="RECIPE...")],
+    files: Annotated[list[str], typer.Argument(metavar="RECIPE")],
     gpu: Annotated[list[str] | None, typer.Option("--gpu", metavar="GPU",
                                                      help="GPUs to check (default: each recipe's gpus:)")] = None,
     cache_dir: Annotated[str | None, typer.Option("--cache-dir", metavar="DIR", help=CACHE_DIR_HELP)] = None,
