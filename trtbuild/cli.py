@@ -37,6 +37,10 @@ OPTIONAL_VALUES = {("compile", "--publish")}
 COMPLETE_VAR = "_TRTBUILD_COMPLETE"
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) during a command: exit 130 with "interrupted" on stderr."""
+
+
 class LazyCommands(MutableMapping[str, Any]):
     """The root group's commands, built on first use: running `plan` imports only its module."""
 
@@ -95,6 +99,12 @@ def build_command() -> Any:
         def __init__(self, **attrs: Any) -> None:
             super().__init__(**attrs)
             self.commands = LazyCommands()
+
+        def invoke(self, ctx: Any) -> Any:
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:  # typer would make it a silent Exit(130): the boundary says so
+                raise Interrupted from None
 
     app = typer.Typer(cls=Root, name="trtbuild", rich_markup_mode="rich",
                       help="Compile a recipe into TensorRT-LLM engines and a Triton repository.",
@@ -177,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrtbuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

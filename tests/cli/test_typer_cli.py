@@ -129,3 +129,11 @@ def test_a_bug_in_a_command_is_exit_1_with_a_hint(cli, tmp_path: Path) -> None:
     debug = subprocess.run([sys.executable, "-c", code, "--debug", "gpus"], capture_output=True, text=True,
                            timeout=60)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_ctrl_c_in_a_command_is_exit_130_and_says_so() -> None:
+    code = ("import sys, trtbuild.commands.planning as p\n"
+            "def stop(**kw): raise KeyboardInterrupt\n"
+            "p.cmd_gpus = stop\nfrom trtbuild.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", code, "gpus"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130 and r.stderr.strip() == "interrupted" and r.stdout == ""
