@@ -1,204 +1,180 @@
-"""The `trtbuild` command line. The one place that maps errors to exit codes:
+"""The `trtbuild` command line (typer). The one place that maps errors to exit codes:
 
 0 ok · 1 bug · 2 usage · 3 recipe/plan invalid · 4 stage failed · 5 publish failed.
 
-Commands import their machinery lazily so `trtbuild plan` never pays for torch or Jinja.
+Start-up stays light: the command table below is static, and only the module declaring the command that
+runs is imported (`trtbuild.cliapp.*`, which import typer; rich only to draw help, completion, or progress
+on a terminal).
+Each command body imports its own machinery, so `trtbuild plan` never pays for torch or Jinja.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 from trtbuild.errors import PlanError, RecipeError, TrtbuildError, UsageError
 
-Handler = Callable[[argparse.Namespace], int]
+# name -> module that declares it (a ``typer.Typer`` named ``app`` there). The order is the help's order.
+COMMANDS: dict[str, str] = {
+    "validate": "trtbuild.cliapp.recipe", "plan": "trtbuild.cliapp.recipe", "schema": "trtbuild.cliapp.recipe",
+    "gpus": "trtbuild.cliapp.recipe", "init": "trtbuild.cliapp.recipe", "compile": "trtbuild.cliapp.build",
+    "status": "trtbuild.cliapp.recipe", "lock": "trtbuild.cliapp.recipe", "checkpoint": "trtbuild.cliapp.build",
+    "demo-model": "trtbuild.cliapp.build", "engine": "trtbuild.cliapp.build", "lint": "trtbuild.cliapp.serve",
+    "serve": "trtbuild.cliapp.serve", "smoke": "trtbuild.cliapp.serve", "cache": "trtbuild.cliapp.serve",
+    "publish": "trtbuild.cliapp.serve", "pull": "trtbuild.cliapp.serve",
+}
+
+# Options whose value may be left out (`compile --publish` alone: the recipe's publish.registry). The
+# parser needs a value, so a bare one is given the empty string here, as argparse's nargs="?" did.
+OPTIONAL_VALUES = {("compile", "--publish")}
+
+# Set by the shell completion script that `trtbuild --install-completion` installs.
+COMPLETE_VAR = "_TRTBUILD_COMPLETE"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) during a command: exit 130 with "interrupted" on stderr."""
 
 
-def _print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str)
-    sys.stdout.write("\n")
+class LazyCommands(MutableMapping[str, Any]):
+    """The root group's commands, built on first use: running `plan` imports only its module."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = _declared(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
 
 
-# ------------------------------------------------------------------------------------ validate
-def cmd_validate(args: argparse.Namespace) -> int:
-    """0 all valid · 3 some recipe invalid · 2 some file missing or unreadable (the same code as every
-    other command gives for a missing file)."""
-    from trtbuild.recipe.loader import load_recipe
+def _declared(name: str) -> Any:
+    """The click command of ``name``, built from its typer declaration alone (typer builds a pydantic
+    adapter per parameter: building the other commands of its module would cost more than `plan` itself)."""
+    import importlib
 
-    results = []
-    invalid = missing = 0
-    for f in args.files:
-        try:
-            loaded = load_recipe(f)
-            results.append({"file": f, "valid": True, "name": loaded.recipe.name,
-                            "gpus": list(loaded.gpus), "errors": []})
-            if not args.json:
-                gpus = f"; gpus: {', '.join(loaded.gpus)}" if loaded.gpus else "; no gpus: listed"
-                print(f"{f}: ok ({loaded.recipe.name}{gpus})")
-        except RecipeError as exc:
-            invalid += 1
-            results.append({"file": f, "valid": False, "errors": [
-                {"message": d.message, "path": d.path,
-                 "line": d.position.line if d.position else None,
-                 "column": d.position.col if d.position else None, "text": d.format()}
-                for d in exc.diagnostics]})
-            if not args.json:
-                for d in exc.diagnostics:
-                    print(d.format(), file=sys.stderr)
-        except UsageError as exc:
-            missing += 1
-            results.append({"file": f, "valid": False, "errors": [{"message": str(exc), "text": str(exc)}]})
-            if not args.json:
-                print(f"error: {exc}", file=sys.stderr)
-    if args.json:
-        _print_json({"files": results, "valid": not (invalid or missing)})
-    return UsageError.exit_code if missing else (RecipeError.exit_code if invalid else 0)
+    from typer.main import get_command_from_info, get_group_from_info
+
+    app = importlib.import_module(COMMANDS[name]).app
+    markup = app.rich_markup_mode
+    for info in app.registered_commands:
+        if info.name == name:
+            return get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                         rich_markup_mode=markup)
+    for group in app.registered_groups:
+        if group.name == name:
+            return get_group_from_info(group, pretty_exceptions_short=app.pretty_exceptions_short,
+                                       suggest_commands=app.suggest_commands, rich_markup_mode=markup)
+    raise KeyError(f"{COMMANDS[name]} declares no command {name!r}")
 
 
-# ---------------------------------------------------------------------------------------- plan
-def cmd_plan(args: argparse.Namespace) -> int:
-    from trtbuild.commands.common import recipe_gpus
-    from trtbuild.plan.planner import make_plan
-    from trtbuild.plan.render import render_plan
-    from trtbuild.recipe.loader import load_recipe
+def build_command() -> Any:
+    """The root click command of the typer app, with --install-completion / --show-completion."""
+    import typer
+    from typer.core import TyperGroup
+    from typer.main import get_command
 
-    loaded = load_recipe(args.file)
-    plans = [make_plan(loaded, g) for g in recipe_gpus(loaded, args.gpu)]
-    status = _stage_status(loaded, plans, args) if args.status else {}
-    feasible = all(p.feasible for p in plans)
-    if args.json:
-        # One shape for one GPU or several: {"plans": [...], "feasible": ...}. A stage's "key" is the
-        # cache's key (what compile, report.json and `cache ls` show); it needs the model files' digests,
-        # so it is only filled in with --status (null otherwise).
-        docs = []
-        for p in plans:
-            doc = p.to_json()
-            row = status.get(p.target["key"])
-            keys = (row or {}).get("keys") or {}
-            doc["stages"] = [{"name": st["name"], "params": st["params"], "key": keys.get(st["name"])}
-                             for st in doc["stages"]]
-            if row is not None:
-                doc["cache"] = row
-            docs.append(doc)
-        _print_json({"plans": docs, "feasible": feasible})
-    else:
-        parts = []
-        for p in plans:
-            row = status.get(p.target["key"])
-            text = render_plan(p, keys=(row or {}).get("keys") if row is not None else None)
-            if row is not None:
-                text += "\n\n" + _render_status(row)
-            parts.append(text)
-        print("\n\n".join(parts))
-    return 0 if feasible else 3
-
-
-def _stage_status(loaded: Any, plans: list[Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Per target: each stage cached / to build, with the reason (needs the cache's stat cache)."""
-    from trtbuild.cache.store import Store
-    from trtbuild.commands.status import target_status
-
-    store = Store.open(args.cache_dir)
-    ns = argparse.Namespace(executor=args.executor, registry=None, gpu=None, plain_http=False, insecure=False)
-    return {p.target["key"]: target_status(loaded, p.target["key"], store, ns) for p in plans}
-
-
-def _render_status(row: dict[str, Any]) -> str:
-    lines = [f"cache: {row['state']}"]
-    keys = row.get("keys") or {}
-    lines += [f"  {stage:<11} {state:<9} {(keys.get(stage) or '')[:12]}" for stage, state in row["stages"].items()]
-    lines += [f"  {why}" for why in row["reasons"]]
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------- schema / gpus
-def cmd_schema(args: argparse.Namespace) -> int:
-    from trtbuild.recipe.schema import Recipe
-
-    schema = Recipe.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://trtbuild.dev/schema/recipe-1.json"
-    _print_json(schema)
-    return 0
-
-
-def cmd_gpus(args: argparse.Namespace) -> int:
-    from trtbuild.catalog.gpus import all_gpus, gpu_to_json
-    from trtbuild.plan.render import render_gpus
-
-    rows = [gpu_to_json(g) for g in all_gpus()]
-    if args.json:
-        _print_json({"gpus": rows})
-    else:
-        print(render_gpus(rows))
-    return 0
-
-
-# ------------------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
     from trtbuild import __version__
 
-    parser = _Parser(prog="trtbuild", description="Compile a recipe into TensorRT-LLM engines and a Triton repository.")
-    parser.add_argument("--version", action="version", version=f"trtbuild {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    class Root(TyperGroup):
+        def __init__(self, **attrs: Any) -> None:
+            super().__init__(**attrs)
+            self.commands = LazyCommands()
 
-    p = sub.add_parser("validate", help="check recipe files; exit 0 when all are valid, 3 when not, 2 for a missing file")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--json", action="store_true", help="machine-readable result")
-    p.set_defaults(func=cmd_validate)
+        def invoke(self, ctx: Any) -> Any:
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:  # typer would make it a silent Exit(130): the boundary says so
+                raise Interrupted from None
 
-    p = sub.add_parser("plan", help="show what would be built for a GPU, whether it fits, and why")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--gpu", action="append", metavar="GPU",
-                   help="target GPU (repeatable; default: the recipe's gpus:); see `trtbuild gpus`")
-    p.add_argument("--json", action="store_true", help='machine-readable: {"plans": [...], "feasible": ...}')
-    p.add_argument("--status", action="store_true",
-                   help="also show each stage's cache key, cached / to build, and why (stat-caches model digests)")
-    p.add_argument("--cache-dir", metavar="DIR", help="with --status: the cache to look in")
-    p.add_argument("--executor", choices=["auto", "local", "container", "fake"], help="with --status")
-    p.set_defaults(func=cmd_plan)
+    app = typer.Typer(cls=Root, name="trtbuild", rich_markup_mode="rich",
+                      help="Compile a recipe into TensorRT-LLM engines and a Triton repository.",
+                      context_settings={"help_option_names": ["-h", "--help"]},
+                      epilog="Exit codes: 0 ok · 1 bug · 2 usage · 3 recipe/plan invalid · 4 stage failed · "
+                             "5 publish failed.")
 
-    p = sub.add_parser("schema", help="print the recipe JSON Schema")
-    p.set_defaults(func=cmd_schema)
+    def show_version(value: bool) -> None:
+        if value:
+            print(f"trtbuild {__version__}")
+            raise typer.Exit(0)
 
-    p = sub.add_parser("gpus", help="list the GPU catalog")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_gpus)
+    @app.callback()
+    def root(
+        version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                     help="print the version and exit"),
+        debug: bool = typer.Option(False, "--debug", help="show tracebacks for internal errors"),
+    ) -> None:
+        """Compile a recipe into TensorRT-LLM engines and a Triton repository."""
 
-    for register in _extra_commands():
-        register(sub)
-    return parser
+    return get_command(app)
 
 
-def _extra_commands() -> list[Callable[[Any], None]]:
-    """Commands of later stages register themselves here (kept out of the planning path)."""
-    from trtbuild import commands
+def _optional_values(argv: list[str]) -> list[str]:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if (command, arg) in OPTIONAL_VALUES and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append("")
+    return out
 
-    return commands.registrars()
+
+def _usage_error(exc: Any) -> int:
+    """A mistake on the command line: what was wrong and where help is (exit 2)."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        print(ctx.get_usage(), file=sys.stderr)
+        print(f"Try '{ctx.command_path} --help' for help.", file=sys.stderr)
+    prefix = f"{ctx.command_path}: " if ctx is not None else ""
+    print(f"error: {prefix}{exc.format_message()}", file=sys.stderr)
+    return UsageError.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("TRTBUILD_DEBUG") == "1"
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
-            return 2
-        return int(args.func(args))
+        if not argv and COMPLETE_VAR not in os.environ:  # what there is to do, on stderr (exit 2)
+            with contextlib.redirect_stdout(sys.stderr):
+                build_command().main(args=["--help"], prog_name="trtbuild", standalone_mode=False)
+            return UsageError.exit_code
+        from typer import Abort, Exit
+        from typer._click.exceptions import ClickException
+        from typer._click.exceptions import UsageError as ClickUsageError
+
+        try:
+            rv = build_command().main(args=_optional_values(argv), prog_name="trtbuild", complete_var=COMPLETE_VAR,
+                                      standalone_mode=False)
+        except ClickUsageError as exc:
+            return _usage_error(exc)
+        except ClickException as exc:
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            return int(exc.exit_code)
+        except Exit as exc:
+            return int(exc.exit_code)
+        except Abort:
+            print("interrupted", file=sys.stderr)
+            return 130
+        return int(rv or 0)
     except RecipeError as exc:
         for d in exc.diagnostics:
             print(d.format(), file=sys.stderr)
@@ -211,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrtbuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -8,6 +8,9 @@ counted work advances a bar (``start``/``advance``/``finish``); a wait with no c
 models, a model converting) runs under ``waiting``, which redraws the elapsed time and an optional status
 ("3/5 models ready") — live on a terminal, as a plain line every ``heartbeat_s`` seconds otherwise (CI
 logs). ``--quiet`` (``enabled=False``) draws nothing.
+
+On a terminal the lines are drawn with rich (a coloured bar, ✓ green, ✗ red), imported only then; off a
+terminal (CI logs, pipes, tests) they are the plain text below, byte for byte.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Progress:
         self._last_draw = 0.0
         self._heartbeat_s = heartbeat_s
         self._lock = threading.Lock()
+        self._console: Any = None  # rich's Console, made on the first line drawn on a terminal
         self.tasks: list[Task] = []
 
     @classmethod
@@ -119,6 +123,9 @@ class Progress:
             total = f"/{task.total}" if task.total else ""
             bar = ""
             if task.total:
+                if self._tty:
+                    self._bar_line(task, f"{task.done}{total} ({elapsed:.1f}s)")
+                    return
                 width = 24
                 filled = int(width * min(task.done, task.total) / task.total)
                 bar = "[" + "#" * filled + "." * (width - filled) + "] "
@@ -133,8 +140,43 @@ class Progress:
     def _line(self, text: str, live: bool = False) -> None:
         with self._lock:
             self._clear_line()
-            if live:
+            if self._tty:
+                self._rich().print(_styled(text), end="" if live else "\n", highlight=False)
+            elif live:
                 self._stream.write(text)
             else:
                 self._stream.write(text + "\n")
             self._stream.flush()
+
+    def _bar_line(self, task: Task, counts: str) -> None:
+        from rich.text import Text
+
+        width = 24
+        filled = int(width * min(task.done, task.total or 0) / (task.total or 1))
+        line = Text.assemble(f"  {task.name}: ", ("━" * filled, "magenta"), ("━" * (width - filled), "grey37"),
+                             f" {counts}")
+        with self._lock:
+            self._clear_line()
+            self._rich().print(line, end="", highlight=False)
+            self._stream.flush()
+
+    def _rich(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self._stream, force_terminal=True, soft_wrap=True)
+        return self._console
+
+
+_STYLES = {"✓": "green", "✗": "bold red", "▸": "bold"}
+
+
+def _styled(text: str) -> Any:
+    """A drawn line as rich text: its leading mark coloured, nothing else interpreted as markup."""
+    from rich.text import Text
+
+    line = Text(text)
+    style = _STYLES.get(text[:1])
+    if style:
+        line.stylize(style, 0, 1)
+    return line

@@ -7,59 +7,17 @@ those entries so the next compile rebuilds them).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import sys
 from typing import Any
 
+from trtbuild.commands.common import Args
+
 EXIT_CORRUPT = 4
 
 
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("cache", help="list, verify and garbage-collect the local artifact cache")
-    _cache_dir_flag(p, argparse.SUPPRESS)
-    p.set_defaults(func=_no_action(p), cache_dir=None)
-    sub = p.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=type(p))
-
-    ls = sub.add_parser("ls", help="list cached stage artifacts")
-    _cache_dir_flag(ls, argparse.SUPPRESS)
-    ls.add_argument("--json", action="store_true", help="machine-readable list")
-    ls.set_defaults(func=cmd_ls)
-
-    ver = sub.add_parser("verify", help="re-hash every cached file against its manifest (exit 4 if corrupt)")
-    _cache_dir_flag(ver, argparse.SUPPRESS)
-    ver.add_argument("--json", action="store_true", help="machine-readable report")
-    ver.add_argument("--remove", action="store_true", help="remove corrupt entries (they will be rebuilt)")
-    ver.set_defaults(func=cmd_verify)
-
-    gc = sub.add_parser("gc", help="remove unused entries and leftovers of interrupted builds")
-    _cache_dir_flag(gc, argparse.SUPPRESS)
-    gc.add_argument("--older-than", metavar="AGE", help="remove entries not used for AGE (e.g. 30d, 12h)")
-    gc.add_argument("--max-size", metavar="SIZE",
-                    help="then remove least recently used entries until the cache holds at most SIZE "
-                         "(e.g. 100GiB)")
-    gc.add_argument("--keep", action="append", default=[], metavar="KEY",
-                    help="never remove this key (stage key, or stage/key; repeatable)")
-    gc.add_argument("--dry-run", action="store_true", help="only report what would be removed")
-    gc.add_argument("--json", action="store_true", help="machine-readable report")
-    gc.set_defaults(func=cmd_gc)
-
-
-def _cache_dir_flag(p: argparse.ArgumentParser, default: Any) -> None:
-    p.add_argument("--cache-dir", metavar="DIR", default=default,
-                   help="cache directory (default: $TRTBUILD_CACHE_DIR or the user cache directory)")
-
-
-def _no_action(parser: argparse.ArgumentParser) -> Any:
-    def handler(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-
-    return handler
-
-
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: Args) -> Any:
     from trtbuild.cache.store import Store
 
     return Store.open(args.cache_dir)
@@ -74,7 +32,7 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
+def cmd_ls(args: Args) -> int:
     from trtbuild.cache.gc import format_size
 
     store = _store(args)
@@ -98,7 +56,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: Args) -> int:
     store = _store(args)
     problems = store.verify()
     removed: list[str] = []
@@ -122,7 +80,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_CORRUPT if problems else 0
 
 
-def cmd_gc(args: argparse.Namespace) -> int:
+def cmd_gc(args: Args) -> int:
     from trtbuild.cache.gc import format_size, parse_duration, parse_size
 
     older = parse_duration(args.older_than) if args.older_than else None

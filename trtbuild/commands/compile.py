@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from trtbuild.commands.common import Args
 from trtbuild.errors import UsageError
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("compile", help="plan, build every stage (cached by content) and write the artifacts",
-                       description="fetch → checkpoint → engine → repository for each --gpu. Stages whose "
-                                   "inputs did not change are reused from the cache; each target's artifact "
-                                   "goes to OUT/<gpu>/ and the build report to OUT/report.json.")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--gpu", action="append", metavar="GPU", help="target GPU (repeatable; default: the recipe's gpus:)")
-    p.add_argument("--out", metavar="DIR", help="output directory (default: build/<recipe name>)")
-    p.add_argument("--cache-dir", metavar="DIR", help="content-addressed cache (default $TRTBUILD_CACHE_DIR or the "
-                                                      "user cache dir)")
-    p.add_argument("--executor", choices=["auto", "local", "container", "fake"],
-                   help="where trtllm-build runs (default: the recipe's toolchain.executor)")
-    p.add_argument("--lockfile", metavar="FILE", help="lockfile to honour (default: the recipe's <stem>.lock.json if present)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="calibration device")
-    p.add_argument("--publish", metavar="REF", nargs="?", const="",
-                   help="push each artifact to oci://host/ns/name[:tag] (default: the recipe's publish.registry); "
-                        "{gpu} and {name} in the tag are filled in")
-    p.add_argument("--skip-published", action="store_true",
-                   help="with --publish: skip targets whose fingerprint is already in the registry")
-    p.add_argument("--plain-http", action="store_true", help="registry over HTTP (loopback only)")
-    p.add_argument("--insecure", action="store_true", help="do not verify the registry's TLS certificate")
-    p.add_argument("--json", action="store_true", help="print the build report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.set_defaults(func=cmd_compile)
 
 
 def publish_ref(template: str, recipe: Any, gpu: str, fingerprint: str, several: bool) -> str:
@@ -51,7 +25,7 @@ def publish_ref(template: str, recipe: Any, gpu: str, fingerprint: str, several:
     return ref.format(**fields)
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
+def cmd_compile(args: Args) -> int:
     from trtbuild.build import Builder, BuildOptions
     from trtbuild.cache.store import Store
     from trtbuild.commands.common import recipe_gpus, several_targets
@@ -144,7 +118,7 @@ def _pinned(ref: str, digest: str) -> str:
     return f"oci://{r.registry}/{r.repository}@{digest}"
 
 
-def _already_published(ref: str, fingerprint: str, args: argparse.Namespace) -> str | None:
+def _already_published(ref: str, fingerprint: str, args: Args) -> str | None:
     """The manifest digest when this fingerprint is published (the tag is moved to it), else None."""
     from trtbuild.registry.publish import adopt_published, client_for
     from trtbuild.registry.reference import parse_ref
@@ -153,7 +127,7 @@ def _already_published(ref: str, fingerprint: str, args: argparse.Namespace) -> 
     return adopt_published(r, fingerprint, client=client_for(r, plain_http=args.plain_http, insecure=args.insecure))
 
 
-def _publish(src: Path, ref: str, recipe: Any, store: Any, args: argparse.Namespace,
+def _publish(src: Path, ref: str, recipe: Any, store: Any, args: Args,
              progress: Any) -> dict[str, Any]:
     """Publish one target; {ref, digest, pinned, tags} (``pinned`` = the reference CI pulls by digest)."""
     from trtbuild.registry.publish import client_for, publish_artifact

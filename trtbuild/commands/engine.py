@@ -7,7 +7,6 @@ else the recipe's container image). ``--dry-run`` prints the exact command lines
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -15,28 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trtbuild.commands.common import Args
+
 ALLOW_FAKE_ENV = "TRTBUILD_ALLOW_FAKE_TOOLCHAIN"
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("engine", help="build the TensorRT-LLM engine for one GPU (runs trtllm-build)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", metavar="FILE", help="the recipe")
-    p.add_argument("--gpu", required=True, metavar="GPU", help="target GPU; see `trtbuild gpus`")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="TensorRT-LLM checkpoint directory")
-    p.add_argument("--out", required=True, metavar="DIR", help="engine directory to create (replaced atomically)")
-    p.add_argument("--executor", choices=["auto", "local", "container", "fake"], default=None,
-                   help="where trtllm-build runs (default: the recipe's toolchain.executor)")
-    p.add_argument("--cache-dir", metavar="DIR", default=None,
-                   help="trtbuild cache holding per-target timing caches (default $TRTBUILD_CACHE_DIR or the "
-                        "user cache directory)")
-    p.add_argument("--lockfile", metavar="FILE", default=None,
-                   help="image digests for tag-only toolchain.image (default: the recipe's lockfile, "
-                        "<stem>.lock.json beside it, as for compile and lock)")
-    p.add_argument("--dry-run", action="store_true", help="print the exact command lines; run nothing")
-    p.add_argument("--json", action="store_true", help="machine-readable result")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.set_defaults(func=cmd_engine)
 
 
 def make_executor(kind: str, plan: Any, *, recipe_file: str | Path, lockfile: str | Path | None = None,
@@ -78,7 +58,7 @@ def make_executor(kind: str, plan: Any, *, recipe_file: str | Path, lockfile: st
     return ContainerExecutor(image, runtime)
 
 
-def _dry_run(plan: Any, executor: Any, args: argparse.Namespace, timing_cache: Path | None) -> int:
+def _dry_run(plan: Any, executor: Any, args: Args, timing_cache: Path | None) -> int:
     from trtbuild.stages.engine import default_log_path
     from trtbuild.stages.engine_command import build_command
     from trtbuild.toolchain.executors import BuildJob
@@ -108,7 +88,7 @@ def _dry_run(plan: Any, executor: Any, args: argparse.Namespace, timing_cache: P
     return 0
 
 
-def cmd_engine(args: argparse.Namespace) -> int:
+def cmd_engine(args: Args) -> int:
     from trtbuild.cache.store import resolve_cache_dir
     from trtbuild.errors import UsageError
     from trtbuild.plan.planner import make_plan, require_feasible

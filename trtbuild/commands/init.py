@@ -13,7 +13,6 @@ itself; the rest become that GPU's ``targets:`` override.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -21,24 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trtbuild.commands.common import Args
 from trtbuild.errors import StageError, UsageError
 
 MAX_STEPS = 6
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("init", help="write a recipe for a model that plans on each --gpu (and its config.json)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE", help="hf://org/name[@revision] or a local model directory")
-    p.add_argument("--gpu", action="append", required=True, metavar="GPU", help="target GPU (repeatable)")
-    p.add_argument("--out", metavar="FILE", help="recipe to write (default: ./<name>.yaml)")
-    p.add_argument("--name", help="recipe name (default: from the model's name)")
-    p.add_argument("--config", metavar="PATH", help="the model's config.json (or a directory holding it): no network")
-    p.add_argument("--max-seq-len", type=int, default=8192, metavar="N",
-                   help="longest prompt + output to build for (default 8192, at most the model's context)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing recipe")
-    p.add_argument("--json", action="store_true", help="print what was written as JSON")
-    p.set_defaults(func=cmd_init)
 
 
 def _name_from(source: str) -> str:
@@ -109,7 +94,7 @@ def _choose(data: dict[str, Any], recipe_path: Path, gpu: str) -> tuple[dict[str
     return edits, plan
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+def cmd_init(args: Args) -> int:
 
     from trtbuild.catalog.gpus import get_gpu
     from trtbuild.plan.model_config import load_model_config

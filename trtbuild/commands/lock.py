@@ -9,30 +9,16 @@ known, the model is locked and the toolchain kept from the previous lock (and `l
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("lock", help="pin the model revision, file digests, calibration data and toolchain")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--gpu", action="append", metavar="GPU",
-                   help="targets whose toolchain to record (default: the recipe's gpus:)")
-    p.add_argument("--out", metavar="LOCK", help="lockfile path (default: FILE's stem + .lock.json)")
-    p.add_argument("--plain-http", action="store_true", help="resolve a loopback image registry over HTTP")
-    p.add_argument("--insecure", action="store_true", help="do not verify the image registry's TLS certificate")
-    p.add_argument("--cache-dir", metavar="DIR")
-    p.add_argument("--executor", choices=["auto", "local", "container", "fake"])
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.set_defaults(func=cmd_lock)
+from trtbuild.commands.common import Args
 
 
-def cmd_lock(args: argparse.Namespace) -> int:
+def cmd_lock(args: Args) -> int:
     from trtbuild.cache.store import Store
     from trtbuild.commands.common import recipe_gpus
     from trtbuild.lockfile import default_lock_path, lock_json_for, read_lock, write_lock
@@ -76,7 +62,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
-def _toolchain(loaded: Any, plans: list[Any], args: argparse.Namespace, images: dict[str, str],
+def _toolchain(loaded: Any, plans: list[Any], args: Args, images: dict[str, str],
                previous: Any) -> tuple[dict[str, str], str]:
     """(toolchain identity, note). Container images are pinned through the registry; a local TensorRT-LLM
     is probed. Nothing known here: the previous lock's toolchain is kept and the note says so."""

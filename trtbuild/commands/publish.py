@@ -7,49 +7,15 @@ config and are never printed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from trtbuild.commands.common import Args
+
 _EVENT_WORDS = {"blob-uploaded": "uploaded", "blob-resumed": "resumed", "blob-exists": "already there", "tag-set": "tagged",
                 "tag-unchanged": "tag unchanged", "blob-downloaded": "verified"}
-
-
-def _add_transport_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--plain-http", action="store_true",
-                   help="talk HTTP instead of HTTPS (loopback registries only: localhost, 127.0.0.1, ::1)")
-    p.add_argument("--insecure", action="store_true",
-                   help="do not verify the registry's TLS certificate")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("publish", help="push a build output directory to an OCI registry",
-                              description="Push DIR (engine files, Triton repository, trtbuild-artifact.json) "
-                                          "as one OCI artifact. Blobs first, the tag last; blobs the registry "
-                                          "already has are not uploaded again.")
-    p.add_argument("dir", metavar="DIR", help="build output directory")
-    p.add_argument("ref", metavar="REF", help="oci://host[:port]/namespace/name:tag")
-    p.add_argument("--annotation", "-a", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra manifest annotation (repeatable)")
-    p.add_argument("--no-fingerprint-tag", action="store_true",
-                   help="do not also tag the artifact fp-<fingerprint>")
-    p.add_argument("--cache-dir", metavar="DIR", help="cache directory (stat cache of file digests)")
-    p.add_argument("--json", action="store_true", help="machine-readable result")
-    _add_transport_flags(p)
-    p.set_defaults(func=cmd_publish)
-
-    p = subparsers.add_parser("pull", help="pull and verify a published artifact into a directory",
-                              description="Download every layer of REF, verify its digest, extract safely "
-                                          "into DIR (which must be absent or empty unless --force).")
-    p.add_argument("ref", metavar="REF", help="oci://host[:port]/namespace/name:tag or ...@sha256:...")
-    p.add_argument("dir", metavar="DIR", help="target directory")
-    p.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
-    p.add_argument("--json", action="store_true", help="machine-readable result")
-    _add_transport_flags(p)
-    p.set_defaults(func=cmd_pull)
 
 
 def _need_requests() -> None:
@@ -74,7 +40,7 @@ def _progress(quiet: bool = False) -> Any:
     return on_event
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
+def cmd_publish(args: Args) -> int:
     from trtbuild.cache.digests import StatCache
     from trtbuild.cache.gc import format_size
     from trtbuild.cache.store import resolve_cache_dir
@@ -104,7 +70,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
+def cmd_pull(args: Args) -> int:
     _need_requests()
     from trtbuild.registry import client_for, parse_ref, pull_artifact
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
@@ -10,59 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trtbuild.commands.common import Args
 from trtbuild.errors import RepositoryError, UsageError
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("lint", help="check a Triton repository; exit 0 when clean, 4 with findings",
-                       description="Parse every config.pbtxt as Triton's ModelConfig and check the repository "
-                                   "(placeholders, booleans, KV reuse, batch limits, decoupled mode, dtypes, "
-                                   "ensemble wiring, world size). Each finding names the file and the rule.")
-    p.add_argument("repo", metavar="REPO", help="a generated repository, its models/ dir, or any Triton repository")
-    p.add_argument("--json", action="store_true", help="machine-readable findings")
-    p.set_defaults(func=cmd_lint)
-
-    p = sub.add_parser("serve", help="start tritonserver on a generated repository (foreground)",
-                       description="CPU reference repositories run on the tritonserver shipped in nvidia-pytriton; "
-                                   "engine repositories need NVIDIA's TensorRT-LLM Triton container (mpirun for "
-                                   "tp x pp > 1). Listens on 127.0.0.1.")
-    _ports(p, defaults=(8000, 8001, 8002))
-    p.add_argument("--log-verbose", type=int, default=0, metavar="N", help="tritonserver --log-verbose level")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for readiness")
-    p.add_argument("--quiet", action="store_true", help="no progress display while the models load")
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("smoke", help="send one request to a repository (starting a server if needed); print the text",
-                       description="The prompt goes through the tokenizer's chat template when the repository's "
-                                   "tokenizer has one (as chat clients and Triton's OpenAI frontend send it), with "
-                                   "--system-prompt as the system turn; --raw sends it as it is. Sampling is greedy "
-                                   "unless sampling options are given.")
-    p.add_argument("repo", metavar="REPO")
-    p.add_argument("--prompt", required=True, help="the user's message (text_input)")
-    p.add_argument("--system-prompt", metavar="TEXT", help="system turn (chat template), else the system_prompt input")
-    p.add_argument("--raw", action="store_true", help="send --prompt as text_input as it is (no chat template)")
-    p.add_argument("--max-tokens", type=int, default=32, metavar="N")
-    sampling = p.add_argument_group("sampling (default: greedy)")
-    sampling.add_argument("--temperature", type=float, metavar="T")
-    sampling.add_argument("--top-k", type=int, metavar="K")
-    sampling.add_argument("--top-p", type=float, metavar="P")
-    sampling.add_argument("--seed", type=int, metavar="N", help="random seed (reproducible sampling)")
-    sampling.add_argument("--repetition-penalty", type=float, metavar="X")
-    sampling.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable)")
-    p.add_argument("--model", default=None, help="ensemble or tensorrt_llm_bls (default: the first the repository has)")
-    p.add_argument("--stream", action="store_true", help="stream (needs a decoupled repository)")
-    p.add_argument("--url", metavar="HOST:PORT", help="gRPC address of a running server (default: start one)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for the server")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress display while the server starts")
-    p.set_defaults(func=cmd_smoke)
-
-
-def _ports(p: argparse.ArgumentParser, defaults: tuple[int | None, int | None, int | None]) -> None:
-    p.add_argument("repo", metavar="REPO")
-    p.add_argument("--http-port", type=int, default=defaults[0], metavar="N")
-    p.add_argument("--grpc-port", type=int, default=defaults[1], metavar="N")
-    p.add_argument("--metrics-port", type=int, default=defaults[2], metavar="N")
 
 
 def _repo(path: str) -> Path:
@@ -73,7 +21,7 @@ def _repo(path: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- lint
-def cmd_lint(args: argparse.Namespace) -> int:
+def cmd_lint(args: Args) -> int:
     from trtbuild.repository.lint import lint_repository
 
     findings = lint_repository(_repo(args.repo))
@@ -100,7 +48,7 @@ def start_server(server: Any, timeout: float, progress: Any) -> None:
         server.start(timeout=timeout)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: Args) -> int:
     from trtbuild.progress import Progress
     from trtbuild.repository.server import TritonServer
 
@@ -131,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------- smoke
-def _prompt(repo: Path, manifest: Any, args: argparse.Namespace) -> tuple[str, str | None, bool]:
+def _prompt(repo: Path, manifest: Any, args: Args) -> tuple[str, str | None, bool]:
     """(text_input, system_prompt input, chat template used)."""
     from trtbuild.chat_template import chat_prompt
 
@@ -142,7 +90,7 @@ def _prompt(repo: Path, manifest: Any, args: argparse.Namespace) -> tuple[str, s
     return args.prompt, args.system_prompt, False
 
 
-def cmd_smoke(args: argparse.Namespace) -> int:
+def cmd_smoke(args: Args) -> int:
     from trtbuild.progress import Progress
     from trtbuild.repository.client import build_inputs, generate_grpc
     from trtbuild.repository.manifest import read_manifest

@@ -12,31 +12,14 @@ exactly what was built, whatever the tag points at by then.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trtbuild.commands.common import Args
 from trtbuild.errors import PlanError, RecipeError, StageError, TrtbuildError
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("status", help="fresh / stale / missing for each recipe × GPU (CI mode)")
-    p.add_argument("files", nargs="+", metavar="RECIPE")
-    p.add_argument("--gpu", action="append", metavar="GPU", help="GPUs to check (default: each recipe's gpus:)")
-    p.add_argument("--cache-dir", metavar="DIR")
-    p.add_argument("--registry", metavar="REF", help="oci://host/ns/name: fresh = published with this fingerprint")
-    p.add_argument("--executor", choices=["auto", "local", "container", "fake"])
-    p.add_argument("--plain-http", action="store_true")
-    p.add_argument("--insecure", action="store_true")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true")
-    out.add_argument("--github-matrix", action="store_true",
-                     help='print {"include": [{"recipe": ..., "gpu": ...}]} of the targets that need a build; '
-                          "invalid or infeasible targets are left out and listed on stderr (exit 0, so one "
-                          "bad target does not stop the others)")
-    p.set_defaults(func=cmd_status)
 
 
 def _row(recipe: str, gpu: str, state: str, reasons: list[str], fingerprint: str = "",
@@ -48,7 +31,10 @@ def _row(recipe: str, gpu: str, state: str, reasons: list[str], fingerprint: str
             "stages": stages or {}, "keys": keys or {}, **(published or {})}
 
 
-def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -> dict[str, Any]:
+def target_status(loaded: Any, gpu: str, store: Any, *, executor: str | None = None, registry: str | None = None,
+                  gpus: Sequence[str] | None = None, plain_http: bool = False, insecure: bool = False) -> dict[str, Any]:
+    """One recipe × GPU: each stage cached / to build and why; with ``registry`` (oci://host/ns/name), whether
+    this fingerprint is published there (``gpus``: the run's --gpu list, which decides the tag's suffix)."""
     from trtbuild.fingerprint import explain
     from trtbuild.plan.planner import make_plan
     from trtbuild.targets import resolve_target
@@ -59,7 +45,7 @@ def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -
     if not plan.feasible:
         return _row(path, key, "infeasible", [d.format() for d in plan.errors])
     try:
-        state = resolve_target(loaded, plan, store, executor_kind=args.executor, download=False)
+        state = resolve_target(loaded, plan, store, executor_kind=executor, download=False)
     except (StageError, TrtbuildError) as exc:
         return _row(path, key, "unknown", [str(exc).splitlines()[0]])
     fps = state.fingerprints
@@ -74,11 +60,12 @@ def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -
         why = explain(state.previous_inputs(name), fp.inputs)
         reasons += [f"{name}: {r}" for r in why if not r.endswith("stage changed")]
     where: dict[str, Any] = {}
-    if args.registry:
+    if registry:
         from trtbuild.commands.common import recipe_gpus, several_targets
 
-        where = _published(args, loaded.recipe, key, fingerprint,
-                           several_targets(loaded, recipe_gpus(loaded, args.gpu) if args.gpu else [key]))
+        several = several_targets(loaded, recipe_gpus(loaded, gpus) if gpus else [key])
+        where = _published(registry, loaded.recipe, key, fingerprint, several, plain_http=plain_http,
+                           insecure=insecure)
         published = where["digest"] is not None
         st = "fresh" if published else ("stale" if any(v == "cached" for v in stages.values()) or reasons else "missing")
         if published:
@@ -92,21 +79,22 @@ def target_status(loaded: Any, gpu: str, store: Any, args: argparse.Namespace) -
     return _row(path, key, st, reasons, fingerprint, stages, {name: fp.key for name, fp in fps.items()}, where)
 
 
-def _published(args: argparse.Namespace, recipe: Any, gpu: str, fingerprint: str, several: bool) -> dict[str, Any]:
+def _published(registry: str, recipe: Any, gpu: str, fingerprint: str, several: bool, *, plain_http: bool,
+               insecure: bool) -> dict[str, Any]:
     """{ref, digest, pinned}: where the target is published, and the manifest digest of ``fp-<fingerprint>``
     there (None when this fingerprint is not published)."""
     from trtbuild.commands.compile import publish_ref
     from trtbuild.registry.publish import client_for, published_digest
     from trtbuild.registry.reference import parse_ref
 
-    ref = parse_ref(publish_ref(args.registry, recipe, gpu, fingerprint, several))
-    client = client_for(ref, plain_http=args.plain_http, insecure=args.insecure)
+    ref = parse_ref(publish_ref(registry, recipe, gpu, fingerprint, several))
+    client = client_for(ref, plain_http=plain_http, insecure=insecure)
     digest = published_digest(ref, fingerprint=fingerprint, client=client)
     pinned = f"oci://{ref.registry}/{ref.repository}@{digest}" if digest else None
     return {"ref": str(ref), "digest": digest, "pinned": pinned}
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: Args) -> int:
     """0 ok · 2 usage (a missing recipe file, an unknown --gpu, a recipe without gpus: and no --gpu) · 3 a recipe
     is invalid or a target infeasible (with --github-matrix: left out of the matrix, exit 0) · 5 the registry
     (--registry) could not be asked."""
@@ -128,7 +116,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         gpus = recipe_gpus(loaded, args.gpu)
         for gpu in gpus:
             try:
-                rows.append(target_status(loaded, gpu, store, args))
+                rows.append(target_status(loaded, gpu, store, executor=args.executor, registry=args.registry,
+                                          gpus=args.gpu, plain_http=args.plain_http, insecure=args.insecure))
             except PlanError as exc:
                 rows.append(_row(f, gpu, "infeasible", [str(exc)]))
     bad = [r for r in rows if r["state"] in ("invalid", "infeasible")]

@@ -114,7 +114,7 @@ SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes), Field(ge=0, le=2**
 class Section(BaseModel):
     # strict: `max_num_tokens: true` is not 1 and `"64"` is not 64. Tuple fields say strict=False (a YAML list
     # is not a tuple) and keep their items strict.
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -173,7 +173,7 @@ class Quantization(Section):
     """KV cache format: none (model dtype), fp8 or int8."""
     awq_block_size: Literal[64, 128] = 128
     """AWQ group size along the input dimension (int4_awq, w4a8_awq)."""
-    calibration: Calibration = Calibration()
+    calibration: Calibration = Calibration.model_construct()
     """Calibration data for formats that need it (fp8, int4_awq, w4a8_awq, int8_sq, nvfp4, KV quantization)."""
 
     @property
@@ -215,7 +215,7 @@ class BuildSettings(Section):
     """TensorRT optimisation-profile point; not with multiple_profiles."""
     max_beam_width: int = Field(default=1, ge=1, le=64)
     """Widest beam search the engine allows."""
-    kv_cache: KvCacheBuild = KvCacheBuild()
+    kv_cache: KvCacheBuild = KvCacheBuild.model_construct()
     """KV cache layout."""
     paged_context_fmha: bool = True
     """Paged context FMHA; needed for KV reuse and chunked context."""
@@ -284,7 +284,7 @@ class KvCacheRuntime(Section):
     """Reuse KV blocks of shared prefixes across requests (needs build.paged_context_fmha)."""
     host_offload: SizeBytes = 0
     """Host memory for offloaded KV blocks, e.g. `8GiB`; 0 = off."""
-    retention: Retention = Retention()
+    retention: Retention = Retention.model_construct()
     """Priority-based retention of KV blocks (needs reuse)."""
 
 
@@ -297,7 +297,7 @@ class RuntimeSettings(Section):
     """Capacity scheduler: never pause admitted requests, or pack greedily and pause when KV runs out."""
     max_batch_size: int | None = Field(default=None, ge=1, le=8192)
     """Triton-side batch limit; default and maximum: build.max_batch_size."""
-    kv_cache: KvCacheRuntime = KvCacheRuntime()
+    kv_cache: KvCacheRuntime = KvCacheRuntime.model_construct()
     """KV cache sizing, reuse, offload and retention."""
     chunked_context: bool = False
     """Split long prompts into chunks scheduled alongside decoding (needs build.paged_context_fmha)."""
@@ -341,9 +341,9 @@ class TokenizerOptions(Section):
 class Serving(Section):
     topology: Literal["ensemble", "bls", "both"] = "both"
     """Which client-facing models to generate: the ensemble, the BLS model, or both."""
-    instances: Instances = Instances()
+    instances: Instances = Instances.model_construct()
     """Instance counts of the Python models."""
-    tokenizer: TokenizerOptions = TokenizerOptions()
+    tokenizer: TokenizerOptions = TokenizerOptions.model_construct()
     """Tokenizer options for pre/post-processing."""
     end_ids: tuple[Annotated[int, Strict()], ...] | None = Field(default=None, strict=False)
     """End-of-sequence token ids (several allowed, e.g. Llama-3's <|eot_id|>); default: from the model."""
@@ -440,22 +440,22 @@ class Recipe(Section):
     Every command (plan, compile, status, lock) builds these unless `--gpu` says otherwise."""
     dtype: DType = "auto"
     """Compute dtype of non-quantized parts; `auto` = the checkpoint's torch_dtype."""
-    quantization: Quantization = Quantization()
+    quantization: Quantization = Quantization.model_construct()
     """Weight and KV cache quantization."""
-    parallelism: Parallelism = Parallelism()
+    parallelism: Parallelism = Parallelism.model_construct()
     """Tensor and pipeline parallelism."""
-    build: BuildSettings = BuildSettings()
+    build: BuildSettings = BuildSettings.model_construct()
     """Engine-time settings."""
-    runtime: RuntimeSettings = RuntimeSettings()
+    runtime: RuntimeSettings = RuntimeSettings.model_construct()
     """Server-time settings."""
-    serving: Serving = Serving()
+    serving: Serving = Serving.model_construct()
     """Triton repository options."""
     targets: dict[str, TargetOverride] = Field(default_factory=dict)
     """Per-GPU overrides, keyed by GPU name or alias; each GPU must also be listed in `gpus:`. Overrides never
     decide what is built."""
-    toolchain: Toolchain = Toolchain()
+    toolchain: Toolchain = Toolchain.model_construct()
     """How the engine stage runs TensorRT-LLM."""
-    publish: Publish = Publish()
+    publish: Publish = Publish.model_construct()
     """Where `trtbuild compile --publish` sends artifacts."""
 
     @field_validator("recipe", mode="before")
