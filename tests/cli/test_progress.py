@@ -49,7 +49,7 @@ def test_smoke_shows_the_server_start_and_the_request(cli, tiny_repo: Path) -> N
     r = cli("smoke", str(tiny_repo), "--prompt", "hello", "--max-tokens", "4", "--raw", timeout=300)
     assert r.returncode == 0, r.stderr
     assert "▸ start tritonserver (CPU reference, 5 models)" in r.stderr
-    assert "✓ start tritonserver" in r.stderr and "✓ ensemble: generate up to 4 tokens" in r.stderr
+    assert "✓ start tritonserver" in r.stderr and "✓ tensorrt_llm_bls: generate up to 4 tokens" in r.stderr  # the default entry point
     quiet = cli("smoke", str(tiny_repo), "--prompt", "hello", "--max-tokens", "4", "--raw", "--quiet", timeout=300)
     assert quiet.returncode == 0 and quiet.stderr == ""
 
