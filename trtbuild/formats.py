@@ -194,3 +194,13 @@ def builder_refused_sms(name: str) -> tuple[tuple[int, int, str], ...]:
         if refusal is not None and (refusal.sm_min, refusal.sm_max) == (lo, hi):
             out.append((lo, hi, refusal.message))
     return tuple(dict.fromkeys(out))
+
+
+def quant_algo(weights: str) -> str | None:
+    """The checkpoint ``quant_algo`` for recipe weights ``weights``."""
+    return weight_format(weights).quant_algo
+
+
+def kv_algo(kv_cache: str) -> str | None:
+    """The checkpoint ``kv_cache_quant_algo`` for recipe ``kv_cache``."""
+    return kv_format(kv_cache).kv_cache_quant_algo

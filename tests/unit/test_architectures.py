@@ -12,8 +12,8 @@ from trtbuild.catalog.architectures import (
     get_architecture,
     supported_architectures,
 )
-from trtbuild.catalog.gpus import KV_FORMATS, WEIGHT_FORMATS
 from trtbuild.errors import PlanError, UnsupportedArchitecture
+from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS
 
 SIX = (
     "LlamaForCausalLM",

@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict
 from trtbuild.catalog.architectures import ArchSpec, get_architecture
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
 from trtbuild.errors import Diagnostic, PlanError
+from trtbuild.formats import WEIGHT_FORMATS, weight_bits, weight_format
 from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
 from trtbuild.plan.model_config import ModelDims, load_model_config
-from trtbuild.plan.rules import FP8_FAMILY, Finding, RuleContext, run_rules
+from trtbuild.plan.rules import Finding, RuleContext, run_rules
 from trtbuild.plan.sources import locate_model_config
 from trtbuild.recipe.loader import LoadedRecipe
 from trtbuild.recipe.schema import Recipe
@@ -182,7 +183,7 @@ def resolve_settings(recipe: Recipe, dims: ModelDims, gpu: GpuSpec) -> tuple[Rec
     max_seq_len = b.max_seq_len or dims.max_position_embeddings
     # trtllm-build keeps FP8 context FMHA with paged context FMHA only together with an FP8 KV cache.
     fp8_fmha = b.fp8_context_fmha if b.fp8_context_fmha is not None else (
-        q.weights in FP8_FAMILY and not gpu.reference and gpu.sm >= 89
+        weight_format(q.weights).fp8_context_fmha and not gpu.reference and gpu.sm >= 89
         and (not b.paged_context_fmha or q.kv_cache == "fp8"))
     gemm: str = b.gemm_plugin
     if gemm == "auto":
@@ -251,10 +252,9 @@ def _fit_suggestions(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -
             out.append(f"parallelism.tp: {cand}")
             break
     dtype = s.dtype if s.dtype != "auto" else dims.torch_dtype
-    current_bits = {"none": DTYPE_BYTES.get(dtype, 2) * 8}.get(s.quantization.weights, 8 if "8" in s.quantization.weights else 4)
-    for fmt in ("fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4", "int8_wo", "int4_wo"):
-        bits = 8 if "8" in fmt.split("_")[0] else 4
-        if fmt == s.quantization.weights or bits >= current_bits:
+    current_bits = weight_bits(s.quantization.weights, DTYPE_BYTES.get(dtype, 2))
+    for fmt in WEIGHT_FORMATS:
+        if fmt == s.quantization.weights or weight_bits(fmt, DTYPE_BYTES.get(dtype, 2)) >= current_bits:
             continue
         if not gpu.supports_weights(fmt) or fmt not in arch.weight_formats:
             continue
@@ -369,7 +369,7 @@ def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha
         ckpt: dict[str, Any] = {"architecture": dims.architecture, "decoder_type": arch.modelopt_decoder_type,
                                 "dtype": s.dtype, "weights": q.weights, "kv_cache": q.kv_cache,
                                 "tp": p.tp, "pp": p.pp}
-        if q.weights in ("int4_awq", "w4a8_awq"):
+        if weight_format(q.weights).scales == "group":
             ckpt["awq_block_size"] = q.awq_block_size
         if q.needs_calibration:
             ckpt["calibration"] = q.calibration.model_dump(mode="json")

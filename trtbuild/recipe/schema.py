@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,8 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-WeightQuant = Literal["none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4", "int8_wo", "int4_wo"]
-KvQuant = Literal["none", "fp8", "int8"]
+from trtbuild import formats
+
+if TYPE_CHECKING:  # the checker sees plain strings; at run time the Literals come from the format table
+    WeightQuant = str
+    KvQuant = str
+else:
+    WeightQuant = Literal[formats.weight_names()]
+    KvQuant = Literal[formats.kv_names()]
 DType = Literal["auto", "float16", "bfloat16", "float32"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
@@ -178,7 +184,7 @@ class Quantization(Section):
 
     @property
     def needs_calibration(self) -> bool:
-        return self.weights in ("fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4") or self.kv_cache != "none"
+        return formats.weight_format(self.weights).calibrated or self.kv_cache != "none"
 
 
 class Parallelism(Section):

@@ -39,12 +39,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtbuild.errors import CheckpointError, StageError
+from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS, calibrated_weights
 from trtbuild.fsutil import sha256_file, staged_dir
 from trtbuild.progress import Progress
 from trtbuild.stages.calibration import load_calibration_texts
 from trtbuild.stages.checkpoint_checks import (
-    KV_ALGOS,
-    QUANT_ALGOS,
     SUPPORTED_ARCHITECTURES,
     ModelDims,
     hf_weight_problems,
@@ -65,7 +64,6 @@ STAGE_VERSION = 2
 CONVERTERS = ("auto", "modelopt", "streaming")
 VERSIONED_PACKAGES = ("nvidia-modelopt", "torch", "transformers", "safetensors", "tokenizers", "accelerate", "numpy")
 DTYPES = ("float16", "bfloat16", "float32")
-CALIBRATED_WEIGHTS = ("fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4")
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json",
@@ -104,8 +102,8 @@ class CheckpointInputs:
 
     def __post_init__(self) -> None:
         checks = (
-            ("quantization.weights", self.weights in QUANT_ALGOS, self.weights),
-            ("quantization.kv_cache", self.kv_cache in KV_ALGOS, self.kv_cache),
+            ("quantization.weights", self.weights in WEIGHT_FORMATS, self.weights),
+            ("quantization.kv_cache", self.kv_cache in KV_FORMATS, self.kv_cache),
             ("dtype", self.dtype in DTYPES, self.dtype),
             ("quantization.awq_block_size", self.awq_block_size > 0, self.awq_block_size),
             ("parallelism.tp", self.tp >= 1, self.tp),
@@ -120,7 +118,7 @@ class CheckpointInputs:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.weights in CALIBRATED_WEIGHTS or self.kv_cache != "none"
+        return self.weights in calibrated_weights() or self.kv_cache != "none"
 
     @classmethod
     def from_recipe(cls, *, model_dir: Path, architecture: str, decoder_type: str, dtype: str,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import CheckpointError
+from trtbuild.formats import kv_algo, quant_algo, weight_format
 from trtbuild.stages.checkpoint_layout import (
     ARCH_WEIGHT_FORMATS,
     NVFP4_BLOCK,
@@ -37,17 +38,12 @@ from trtbuild.stages.checkpoint_layout import (
 )
 
 __all__ = [
-    "ARCH_WEIGHT_FORMATS", "KV_ALGOS", "NVFP4_BLOCK", "QUANT_ALGOS", "SAFETENSORS_DTYPES", "SUPPORTED_ARCHITECTURES",
+    "ARCH_WEIGHT_FORMATS", "NVFP4_BLOCK", "SAFETENSORS_DTYPES", "SUPPORTED_ARCHITECTURES",
     "UNSUPPORTED_ARCHITECTURES", "ModelDims", "config_problems", "expected_rank_tensors", "hf_rope",
     "hf_weight_problems", "hf_weight_shapes", "kv_heads_per_rank", "normalize_rope_scaling", "patch_exported_config",
     "preflight_problems", "support_problems", "tensor_problems", "verify_export",
 ]
 
-QUANT_ALGOS: dict[str, str | None] = {
-    "none": None, "fp8": "FP8", "int8_sq": "W8A8_SQ_PER_CHANNEL", "int4_awq": "W4A16_AWQ",
-    "w4a8_awq": "W4A8_AWQ", "nvfp4": "NVFP4", "int8_wo": "W8A16", "int4_wo": "W4A16",
-}
-KV_ALGOS: dict[str, str | None] = {"none": None, "fp8": "FP8", "int8": "INT8"}
 
 
 # ---------------------------------------------------------------------------------------- preflight
@@ -86,15 +82,16 @@ def preflight_problems(dims: ModelDims, *, weights: str, awq_block_size: int, tp
     in_dims = {"qkv/fc/gate (hidden_size)": dims.hidden,
                "attention.dense (heads*head_dim/tp)": dims.heads * dims.head_dim // tp,
                "mlp.proj (intermediate_size/tp)": dims.intermediate // tp}
-    if weights in ("int4_awq", "w4a8_awq"):
+    scales = weight_format(weights).scales
+    if scales == "group":
         for what, n in in_dims.items():
             if n % awq_block_size:
                 problems.append(f"quantization.awq_block_size: {awq_block_size} does not divide the per-rank "
                                 f"input dimension {n} of {what} at tp={tp}")
-    if weights == "nvfp4":
+    if scales == "block-16":
         for what, n in in_dims.items():
             if n % NVFP4_BLOCK:
-                problems.append(f"quantization.weights: nvfp4 needs per-rank input dimensions divisible by "
+                problems.append(f"quantization.weights: {weights} needs per-rank input dimensions divisible by "
                                 f"{NVFP4_BLOCK}; {what} is {n} at tp={tp}")
     return problems
 
@@ -106,8 +103,8 @@ def patch_exported_config(config: dict[str, Any], dims: ModelDims, hf_cfg: dict[
     config = dict(config)
     config["architecture"] = architecture
     quant = dict(config.get("quantization") or {})
-    if weights in ("none", "int8_wo", "int4_wo"):
-        quant["quant_algo"] = QUANT_ALGOS[weights]  # weight-only: quantized by trtllm-build
+    if not weight_format(weights).calibrated:
+        quant["quant_algo"] = quant_algo(weights)  # weight-only: quantized by trtllm-build
     if kv_cache == "none":
         quant["kv_cache_quant_algo"] = None
     config["quantization"] = quant
@@ -148,13 +145,14 @@ def config_problems(config: dict[str, Any], dims: ModelDims, *, architecture: st
                         ("head_size", dims.head_dim)):
         expect(key, config.get(key), wanted)
     quant = config.get("quantization") or {}
-    expect("quantization.quant_algo", quant.get("quant_algo"), QUANT_ALGOS[weights])
-    expect("quantization.kv_cache_quant_algo", quant.get("kv_cache_quant_algo"), KV_ALGOS[kv_cache])
-    if weights in ("int4_awq", "w4a8_awq"):
+    expect("quantization.quant_algo", quant.get("quant_algo"), quant_algo(weights))
+    expect("quantization.kv_cache_quant_algo", quant.get("kv_cache_quant_algo"), kv_algo(kv_cache))
+    scales = weight_format(weights).scales
+    if scales == "group":
         expect("quantization.group_size", quant.get("group_size"), awq_block_size)
         expect("quantization.pre_quant_scale", quant.get("pre_quant_scale"), True)
         expect("quantization.has_zero_point", quant.get("has_zero_point"), False)
-    if weights == "nvfp4":
+    if scales == "block-16":
         expect("quantization.group_size", quant.get("group_size"), NVFP4_BLOCK)
     base = config.get("rotary_base")
     if not isinstance(base, (int, float)) or not math.isclose(float(base), dims.rope_theta, rel_tol=1e-9):

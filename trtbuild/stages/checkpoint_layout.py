@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import CheckpointError
+from trtbuild.formats import weight_format
 from trtbuild.stages.fetch import read_safetensors_header
 
 # HF architecture → ModelOpt decoder type (what modelopt.torch.export.model_utils.get_model_type returns).
@@ -174,26 +175,28 @@ def _linear_tensors(prefix: str, out_r: int, in_r: int, *, weights: str, awq_blo
     floats = frozenset({"F16", "BF16", "F32"})
     e = (experts,) if experts else ()
     t: Expected = {}
-    if weights in ("none", "int8_wo", "int4_wo"):
+    fmt = weight_format(weights)
+    stored = frozenset(fmt.checkpoint_dtype)
+    if not fmt.calibrated:  # the model dtype, or weight-only formats trtllm-build quantizes itself
         t["weight"] = ((*e, out_r, in_r), frozenset({wdtype}))
-    elif weights == "fp8":
-        t["weight"] = ((*e, out_r, in_r), frozenset({"F8_E4M3"}))
+    elif fmt.scales == "per-tensor":
+        t["weight"] = ((*e, out_r, in_r), stored)
         t["weights_scaling_factor"] = ((experts, 1) if experts else SCALAR, frozenset({"F32"}))
         t["activation_scaling_factor"] = (SCALAR, frozenset({"F32"}))
-    elif weights == "int8_sq":
-        t["weight"] = ((out_r, in_r), frozenset({"I8"}))
+    elif fmt.scales == "per-channel":  # SmoothQuant
+        t["weight"] = ((out_r, in_r), stored)
         t["weights_scaling_factor"] = ((out_r,), floats)
         t["activation_scaling_factor"] = (SCALAR, floats)
         t["prequant_scaling_factor"] = ((in_r,), floats)
-    elif weights in ("int4_awq", "w4a8_awq"):
-        t["weight"] = ((out_r // 2, in_r), frozenset({"I8", "U8"}))
+    elif fmt.scales == "group":  # AWQ: two 4-bit weights per byte along the output dimension
+        t["weight"] = ((out_r // 2, in_r), stored)
         t["weights_scaling_factor"] = ((out_r, in_r // awq_block_size), floats)
         t["prequant_scaling_factor"] = ((in_r,), floats)
-        if weights == "w4a8_awq":
+        if fmt.activations:
             t["activation_scaling_factor"] = (SCALAR, floats)
             t["weights_scaling_factor_2"] = (SCALAR, floats)
-    elif weights == "nvfp4":
-        t["weight"] = ((*e, out_r, in_r // 2), frozenset({"U8"}))
+    elif fmt.scales == "block-16":
+        t["weight"] = ((*e, out_r, in_r // 2), stored)
         t["weights_scaling_factor"] = ((*e, out_r, in_r // NVFP4_BLOCK), frozenset({"F8_E4M3"}))
         t["weights_scaling_factor_2"] = ((experts,) if experts else SCALAR, frozenset({"F32"}))
         t["activation_scaling_factor"] = (SCALAR, frozenset({"F32"}))

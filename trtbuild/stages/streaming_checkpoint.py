@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from trtbuild.errors import CheckpointError
+from trtbuild.formats import calibrated_weights
 from trtbuild.stages.checkpoint_layout import ModelDims
 from trtbuild.stages.safetensors_stream import (
     ITEMSIZE,
@@ -42,7 +43,6 @@ from trtbuild.stages.safetensors_stream import (
 CHUNK_BYTES = 4 << 20
 STREAMING_ARCHITECTURES = frozenset(
     {"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"})
-NO_CALIBRATION_WEIGHTS = ("none", "int8_wo", "int4_wo")
 SOURCE_DTYPES = frozenset(ITEMSIZE)
 SAFETENSORS_DTYPE = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 # Config keys ModelOpt reads through transformers' config object. Required: when absent, transformers
@@ -87,7 +87,7 @@ class RankPlan:
 def streaming_problem(hf_cfg: dict[str, Any], dims: ModelDims, *, weights: str, kv_cache: str, dtype: str,
                       tp: int, sources: dict[str, SourceTensor] | None) -> str | None:
     """Why the streaming converter cannot produce ModelOpt's exact output for this request, or None."""
-    if weights not in NO_CALIBRATION_WEIGHTS or kv_cache != "none":
+    if weights in calibrated_weights() or kv_cache != "none":
         return f"quantization.weights={weights}, kv_cache={kv_cache} needs calibration"
     if dims.architecture not in STREAMING_ARCHITECTURES:
         return f"{dims.architecture} has no streaming layout"
