@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from trtbuild.formats import weight_format
-from trtbuild.plan.model_config import ModelDims, count_parameters, kv_bytes_per_token
+from trtbuild.model.config import ModelDims, count_parameters, kv_bytes_per_token
 
 GIB = 2**30
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from trtbuild.catalog.architectures import ArchSpec, get_architecture
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
 from trtbuild.errors import Diagnostic, PlanError
 from trtbuild.formats import WEIGHT_FORMATS, weight_bits, weight_format
+from trtbuild.model.architectures import ArchSpec, get_architecture
+from trtbuild.model.config import ModelDims, load_model_config
 from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
-from trtbuild.plan.model_config import ModelDims, load_model_config
 from trtbuild.plan.rules import Finding, RuleContext, run_rules
 from trtbuild.plan.sources import locate_model_config
 from trtbuild.recipe.loader import LoadedRecipe

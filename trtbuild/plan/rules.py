@@ -10,10 +10,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trtbuild.catalog.architectures import ArchSpec
 from trtbuild.catalog.gpus import GpuSpec
 from trtbuild.formats import AMPERE_SM, WEIGHT_FORMATS, fp8_family, kv_format, weight_format
-from trtbuild.plan.model_config import ModelDims
+from trtbuild.model.architectures import ArchSpec
+from trtbuild.model.config import ModelDims
 from trtbuild.recipe.schema import Recipe
 
 

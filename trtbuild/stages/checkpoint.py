@@ -49,6 +49,7 @@ from trtbuild.stages.checkpoint_checks import (
     hf_weight_problems,
     patch_exported_config,
     preflight_problems,
+    read_dims,
     support_problems,
     verify_export,
 )
@@ -207,7 +208,7 @@ def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims, dict
         raise CheckpointError(f"{config_path}: not found (model.source is not a Hugging Face model)") from None
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{config_path}: unreadable ({type(e).__name__}: {e})") from None
-    dims = ModelDims.from_hf_config(hf_cfg, str(config_path))
+    dims = read_dims(hf_cfg, str(config_path))
     problems = support_problems(dims.architecture, weights=inputs.weights, dtype=inputs.dtype)
     if problems:
         raise CheckpointError("\n  ".join(f"{config_path}: {p}" if p.startswith("architecture") else p

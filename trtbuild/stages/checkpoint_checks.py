@@ -29,17 +29,17 @@ from trtbuild.stages.checkpoint_layout import (
     UNSUPPORTED_ARCHITECTURES,
     ModelDims,
     expected_rank_tensors,
-    hf_rope,
     hf_weight_problems,
     hf_weight_shapes,
     kv_heads_per_rank,
     normalize_rope_scaling,
+    read_dims,
     tensor_problems,
 )
 
 __all__ = [
     "ARCH_WEIGHT_FORMATS", "NVFP4_BLOCK", "SAFETENSORS_DTYPES", "SUPPORTED_ARCHITECTURES",
-    "UNSUPPORTED_ARCHITECTURES", "ModelDims", "config_problems", "expected_rank_tensors", "hf_rope",
+    "UNSUPPORTED_ARCHITECTURES", "ModelDims", "config_problems", "expected_rank_tensors", "read_dims",
     "hf_weight_problems", "hf_weight_shapes", "kv_heads_per_rank", "normalize_rope_scaling", "patch_exported_config",
     "preflight_problems", "support_problems", "tensor_problems", "verify_export",
 ]
@@ -68,20 +68,20 @@ def support_problems(architecture: str, *, weights: str, dtype: str) -> list[str
 def preflight_problems(dims: ModelDims, *, weights: str, awq_block_size: int, tp: int, pp: int) -> list[str]:
     """Every layout problem of (model, tp, pp, format) as 'recipe.key: message', without loading weights."""
     problems = []
-    if dims.heads % tp:
-        problems.append(f"parallelism.tp: {tp} does not divide num_attention_heads {dims.heads} (config.json)")
-    if (dims.kv_heads % tp) if dims.kv_heads >= tp else (tp % dims.kv_heads):
-        problems.append(f"parallelism.tp: {tp} and num_key_value_heads {dims.kv_heads} (config.json) do not "
+    if dims.num_heads % tp:
+        problems.append(f"parallelism.tp: {tp} does not divide num_attention_heads {dims.num_heads} (config.json)")
+    if (dims.num_kv_heads % tp) if dims.num_kv_heads >= tp else (tp % dims.num_kv_heads):
+        problems.append(f"parallelism.tp: {tp} and num_key_value_heads {dims.num_kv_heads} (config.json) do not "
                         "divide one another, so KV heads cannot be split or duplicated evenly")
-    if dims.intermediate % tp:
-        problems.append(f"parallelism.tp: {tp} does not divide intermediate_size {dims.intermediate} (config.json)")
-    if dims.layers % pp:
-        problems.append(f"parallelism.pp: {pp} does not divide num_hidden_layers {dims.layers} (config.json)")
+    if dims.intermediate_size % tp:
+        problems.append(f"parallelism.tp: {tp} does not divide intermediate_size {dims.intermediate_size} (config.json)")
+    if dims.num_layers % pp:
+        problems.append(f"parallelism.pp: {pp} does not divide num_hidden_layers {dims.num_layers} (config.json)")
     if problems:
         return problems
-    in_dims = {"qkv/fc/gate (hidden_size)": dims.hidden,
-               "attention.dense (heads*head_dim/tp)": dims.heads * dims.head_dim // tp,
-               "mlp.proj (intermediate_size/tp)": dims.intermediate // tp}
+    in_dims = {"qkv/fc/gate (hidden_size)": dims.hidden_size,
+               "attention.dense (heads*head_dim/tp)": dims.num_heads * dims.head_dim // tp,
+               "mlp.proj (intermediate_size/tp)": dims.intermediate_size // tp}
     scales = weight_format(weights).scales
     if scales == "group":
         for what, n in in_dims.items():
@@ -109,13 +109,13 @@ def patch_exported_config(config: dict[str, Any], dims: ModelDims, hf_cfg: dict[
         quant["kv_cache_quant_algo"] = None
     config["quantization"] = quant
     if "rotary_base" not in config:
-        config["rotary_base"] = dims.rope_theta
+        config["rotary_base"] = dims.rope_base
     if dims.rope_scaling and not config.get("rotary_scaling"):
         config["rotary_scaling"] = dict(dims.rope_scaling)
     if decoder_type == "qwen":
         config["qwen_type"] = dims.model_type
         config["norm_epsilon"] = float(hf_cfg.get("rms_norm_eps", config.get("norm_epsilon", 1e-6)))
-        config["intermediate_size"] = dims.intermediate
+        config["intermediate_size"] = dims.intermediate_size
         # TensorRT-LLM's QWenConfig defaults attn_bias to True (Qwen 1/2); only its from_hugging_face
         # sets False for Qwen3, and ModelOpt's manual config writes "bias" instead. Without this, a
         # Qwen3 checkpoint asks trtllm-build for qkv biases it does not have.
@@ -139,9 +139,9 @@ def config_problems(config: dict[str, Any], dims: ModelDims, *, architecture: st
     expect("mapping.world_size", mapping.get("world_size"), tp * pp)
     expect("mapping.tp_size", mapping.get("tp_size"), tp)
     expect("mapping.pp_size", mapping.get("pp_size"), pp)
-    for key, wanted in (("num_hidden_layers", dims.layers), ("hidden_size", dims.hidden),
-                        ("num_attention_heads", dims.heads), ("num_key_value_heads", dims.kv_heads),
-                        ("vocab_size", dims.vocab), ("intermediate_size", dims.intermediate),
+    for key, wanted in (("num_hidden_layers", dims.num_layers), ("hidden_size", dims.hidden_size),
+                        ("num_attention_heads", dims.num_heads), ("num_key_value_heads", dims.num_kv_heads),
+                        ("vocab_size", dims.vocab_size), ("intermediate_size", dims.intermediate_size),
                         ("head_size", dims.head_dim)):
         expect(key, config.get(key), wanted)
     quant = config.get("quantization") or {}
@@ -155,16 +155,16 @@ def config_problems(config: dict[str, Any], dims: ModelDims, *, architecture: st
     if scales == "block-16":
         expect("quantization.group_size", quant.get("group_size"), NVFP4_BLOCK)
     base = config.get("rotary_base")
-    if not isinstance(base, (int, float)) or not math.isclose(float(base), dims.rope_theta, rel_tol=1e-9):
-        got.append(f"config.json: rotary_base is {base!r}, expected {dims.rope_theta!r} (HF rope_theta)")
+    if not isinstance(base, (int, float)) or not math.isclose(float(base), dims.rope_base, rel_tol=1e-9):
+        got.append(f"config.json: rotary_base is {base!r}, expected {dims.rope_base!r} (HF rope_theta)")
     expect("rotary_scaling", normalize_rope_scaling(config.get("rotary_scaling")),
            normalize_rope_scaling(dims.rope_scaling))
     if SUPPORTED_ARCHITECTURES.get(architecture) == "qwen":
         expect("qwen_type", config.get("qwen_type"), dims.model_type)
         expect("attn_bias", config.get("attn_bias"), dims.qkv_bias)
-    if dims.experts:
+    if dims.num_experts:
         moe = config.get("moe") or {}
-        expect("moe.num_experts", moe.get("num_experts"), dims.experts)
+        expect("moe.num_experts", moe.get("num_experts"), dims.num_experts)
         expect("hidden_act", config.get("hidden_act"), "swiglu")
         expect("mapping.moe_tp_size", mapping.get("moe_tp_size"), tp)
     elif "moe" in config:

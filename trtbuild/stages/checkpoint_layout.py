@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import CheckpointError
+from trtbuild.errors import CheckpointError, PlanError
 from trtbuild.formats import weight_format
+from trtbuild.model.config import ModelDims, dims_from_config
 from trtbuild.stages.fetch import read_safetensors_header
 
 # HF architecture → ModelOpt decoder type (what modelopt.torch.export.model_utils.get_model_type returns).
@@ -44,61 +44,12 @@ SCALAR = ()
 Expected = dict[str, tuple[tuple[int, ...], frozenset[str]]]
 
 
-@dataclass(frozen=True)
-class ModelDims:
-    """The dimensions of a decoder-only HF model that decide the checkpoint layout."""
-
-    architecture: str
-    model_type: str
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    qkv_bias: bool
-    dense_bias: bool
-    mlp_bias: bool
-    rope_theta: float
-    rope_scaling: dict[str, Any] | None
-    qk_norm: bool = False
-    """Per-head RMSNorm on q and k (Qwen3)."""
-    experts: int = 0
-    """Routed experts per layer (Mixtral); 0 for a dense MLP."""
-
-    @classmethod
-    def from_hf_config(cls, cfg: dict[str, Any], where: str = "config.json") -> ModelDims:
-        archs = cfg.get("architectures") or []
-        if not archs or not isinstance(archs, list):
-            raise CheckpointError(f"{where}: no 'architectures' entry")
-        try:
-            hidden, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-            model_type = str(cfg.get("model_type", ""))
-            theta, scaling = hf_rope(cfg)
-            return cls(
-                architecture=str(archs[0]), model_type=model_type, hidden=hidden,
-                intermediate=int(cfg["intermediate_size"]), layers=int(cfg["num_hidden_layers"]),
-                heads=heads, kv_heads=int(cfg.get("num_key_value_heads") or heads),
-                head_dim=int(cfg.get("head_dim") or hidden // heads), vocab=int(cfg["vocab_size"]),
-                qkv_bias=model_type == "qwen2" or bool(cfg.get("attention_bias", False)),
-                dense_bias=model_type != "qwen2" and bool(cfg.get("attention_bias", False)),
-                mlp_bias=bool(cfg.get("mlp_bias", False)), rope_theta=theta, rope_scaling=scaling,
-                qk_norm=model_type == "qwen3", experts=int(cfg.get("num_local_experts") or 0),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{where}: missing or invalid model dimension ({type(e).__name__}: {e})") from None
-
-
-def hf_rope(cfg: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
-    """(rope_theta, rope_scaling) from an HF config, in the transformers 4.x or 5.x layout."""
-    raw = cfg.get("rope_parameters")
-    params: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    theta = cfg.get("rope_theta", params.get("rope_theta"))
-    scaling = cfg.get("rope_scaling")
-    if scaling is None and params.get("rope_type", "default") != "default":
-        scaling = {k: v for k, v in params.items() if k != "rope_theta"}
-    return float(theta if theta is not None else 10000.0), scaling
+def read_dims(cfg: dict[str, Any], where: str = "config.json") -> ModelDims:
+    """The model's dimensions (the planner's ModelDims); a CheckpointError naming ``where`` when invalid."""
+    try:
+        return dims_from_config(cfg, where)
+    except PlanError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def normalize_rope_scaling(scaling: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -119,25 +70,25 @@ def normalize_rope_scaling(scaling: dict[str, Any] | None) -> dict[str, Any] | N
 
 def kv_heads_per_rank(dims: ModelDims, tp: int) -> int:
     """KV heads each rank holds: a share when kv_heads ≥ tp, else one duplicated head."""
-    return max(dims.kv_heads // tp, 1)
+    return max(dims.num_kv_heads // tp, 1)
 
 
 # ------------------------------------------------------------------------------------------ HF side
 def hf_weight_shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
     """The tensors an HF checkpoint of ``dims.architecture`` must hold (lm_head aside), with their shapes."""
-    h, i, q, kv = dims.hidden, dims.intermediate, dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (dims.vocab, h), "model.norm.weight": (h,)}
-    for n in range(dims.layers):
+    h, i, q, kv = dims.hidden_size, dims.intermediate_size, dims.num_heads * dims.head_dim, dims.num_kv_heads * dims.head_dim
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (dims.vocab_size, h), "model.norm.weight": (h,)}
+    for n in range(dims.num_layers):
         p = f"model.layers.{n}."
         shapes.update({
             p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
             p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv, h),
             p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, q),
         })
-        if dims.experts:
+        if dims.num_experts:
             moe = p + "block_sparse_moe."
-            shapes[moe + "gate.weight"] = (dims.experts, h)
-            for e in range(dims.experts):
+            shapes[moe + "gate.weight"] = (dims.num_experts, h)
+            for e in range(dims.num_experts):
                 shapes.update({moe + f"experts.{e}.w1.weight": (i, h), moe + f"experts.{e}.w2.weight": (h, i),
                                moe + f"experts.{e}.w3.weight": (i, h)})
         else:
@@ -157,7 +108,7 @@ def hf_weight_problems(dims: ModelDims, tensors: dict[str, tuple[tuple[int, ...]
     """Compare safetensors headers ({name: (shape, file)}) with config.json, naming file and tensor."""
     expected = hf_weight_shapes(dims)
     if not tied_embeddings:
-        expected["lm_head.weight"] = (dims.vocab, dims.hidden)
+        expected["lm_head.weight"] = (dims.vocab_size, dims.hidden_size)
     problems = []
     for name, shape in expected.items():
         if name not in tensors:
@@ -210,15 +161,15 @@ def expected_rank_tensors(dims: ModelDims, config: dict[str, Any], *, rank: int,
     """(required tensors, optional tensor names) of ``rank{rank}.safetensors``."""
     wd = SAFETENSORS_DTYPES[dtype]
     pp_rank = rank // tp  # ranks are numbered tp_rank + pp_rank * tp
-    h, hd = dims.hidden, dims.head_dim
-    q_r, kv_r = dims.heads // tp * hd, kv_heads_per_rank(dims, tp) * hd
-    i_r = dims.intermediate // tp
+    h, hd = dims.hidden_size, dims.head_dim
+    q_r, kv_r = dims.num_heads // tp * hd, kv_heads_per_rank(dims, tp) * hd
+    i_r = dims.intermediate_size // tp
     req: Expected = {}
     optional: set[str] = set()
-    vocab_r = math.ceil(dims.vocab / tp)
+    vocab_r = math.ceil(dims.vocab_size / tp)
     if pp_rank == 0:
         parallel = config.get("use_parallel_embedding") and config.get("embedding_sharding_dim", 0) == 0
-        req["transformer.vocab_embedding.weight"] = ((vocab_r if parallel else dims.vocab, h), frozenset({wd}))
+        req["transformer.vocab_embedding.weight"] = ((vocab_r if parallel else dims.vocab_size, h), frozenset({wd}))
     if pp_rank == pp - 1:
         req["transformer.ln_f.weight"] = ((h,), frozenset({wd}))
         req["lm_head.weight"] = ((vocab_r, h), frozenset({wd}))
@@ -227,23 +178,23 @@ def expected_rank_tensors(dims: ModelDims, config: dict[str, Any], *, rank: int,
         return _linear_tensors(prefix, out_r, in_r, weights=weights, awq_block_size=awq_block_size, wdtype=wd,
                                bias=bias, experts=experts)
 
-    for n in range(dims.layers // pp):
+    for n in range(dims.num_layers // pp):
         p = f"transformer.layers.{n}."
         req[p + "input_layernorm.weight"] = ((h,), frozenset({wd}))
         req[p + "post_layernorm.weight"] = ((h,), frozenset({wd}))
         req.update(lin(p + "attention.qkv.", q_r + 2 * kv_r, h, dims.qkv_bias))
         req.update(lin(p + "attention.dense.", h, q_r, False))
-        if dims.experts:
-            req[p + "mlp.router.weight"] = ((dims.experts, h), frozenset({"F32"}))
-            req.update(lin(p + "mlp.fc.", 2 * i_r, h, False, dims.experts))
-            req.update(lin(p + "mlp.proj.", h, i_r, False, dims.experts))
+        if dims.num_experts:
+            req[p + "mlp.router.weight"] = ((dims.num_experts, h), frozenset({"F32"}))
+            req.update(lin(p + "mlp.fc.", 2 * i_r, h, False, dims.num_experts))
+            req.update(lin(p + "mlp.proj.", h, i_r, False, dims.num_experts))
         else:
             for name, out_r, in_r in (("mlp.fc.", i_r, h), ("mlp.gate.", i_r, h), ("mlp.proj.", h, i_r)):
                 req.update(lin(p + name, out_r, in_r, dims.mlp_bias and name != "mlp.proj."))
         if dims.qk_norm:
             req[p + "attention.q_layernorm.weight"] = ((hd,), frozenset({wd}))
             req[p + "attention.k_layernorm.weight"] = ((hd,), frozenset({wd}))
-        if dims.dense_bias:
+        if dims.o_bias:
             req[p + "attention.dense.bias"] = ((h,), frozenset({wd}))
         if dims.mlp_bias:
             req[p + "mlp.proj.bias"] = ((h,), frozenset({wd}))

@@ -75,6 +75,11 @@ class ModelDims:
         return value
 
     @property
+    def rope_base(self) -> float:
+        """rope_theta, or 10000 (the transformers default) when the config has none."""
+        return 10000.0 if self.rope_theta is None else self.rope_theta
+
+    @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
