@@ -39,6 +39,15 @@ class ArchSpec:
     """Mixture-of-experts model (expert parallelism, router kept in FP32)."""
     notes: str
     """Caveats shown in plans and ``trtbuild models``."""
+    checkpoint_refusal: str = ""
+    """Why trtbuild's checkpoint stage cannot convert this architecture (empty: it converts it, with the
+    tensor layout in ``stages/checkpoint_layout.py`` checked against the HF weights, by ModelOpt and by the
+    streaming converter alike). The planner refuses engine targets for such an architecture."""
+
+    @property
+    def checkpoint(self) -> bool:
+        """The checkpoint stage converts this architecture (so engine targets can be planned)."""
+        return not self.checkpoint_refusal
 
     @property
     def weight_formats(self) -> frozenset[str]:
@@ -107,6 +116,9 @@ _CATALOG: tuple[ArchSpec, ...] = (
         moe=False,
         notes="Four RMSNorms per layer, tied embeddings, attention and final logit soft-capping, sliding "
               "window (4096) on alternate layers. No NVFP4 on the engine path.",
+        checkpoint_refusal="ModelOpt 0.47's TensorRT-LLM export has no config writer for decoder 'gemma2' unless "
+                           "tensorrt_llm is importable; on this path it raises NotImplementedError ('Cannot export "
+                           "tensorrt_llm checkpoint for model gemma2') after loading and calibrating the model",
     ),
 )
 
@@ -121,6 +133,11 @@ def supported_architectures() -> tuple[str, ...]:
 def all_architectures() -> tuple[ArchSpec, ...]:
     """Every catalog entry, in catalog order."""
     return _CATALOG
+
+
+def checkpoint_architectures() -> tuple[str, ...]:
+    """The HF architecture names the checkpoint stage converts, in catalog order."""
+    return tuple(spec.hf_architecture for spec in _CATALOG if spec.checkpoint)
 
 
 def find_architecture(hf_arch: str) -> ArchSpec | None:

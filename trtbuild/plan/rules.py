@@ -365,10 +365,10 @@ def rule_checkpoint_export(c: RuleContext) -> list[Finding]:
         out.append(Finding("dtype.float32", "error",
                            "ModelOpt exports float32 checkpoints as float16 without saying so; use dtype: float16 "
                            "or dtype: bfloat16 for engines", "dtype"))
-    if c.arch.family == "gemma2":
-        out.append(Finding("checkpoint.gemma2", "warning",
-                           "ModelOpt 0.47 writes Gemma 2 TensorRT-LLM checkpoints only where tensorrt_llm is "
-                           "importable: run the checkpoint stage inside the TensorRT-LLM container", "model"))
+    if not c.arch.checkpoint:
+        out.append(Finding("checkpoint.architecture", "error",
+                           f"the checkpoint stage cannot convert {c.arch.hf_architecture}: {c.arch.checkpoint_refusal}; "
+                           "the CPU reference target (--gpu cpu) serves it from the HF checkpoint", "model"))
     return out
 
 

@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 from trtbuild.errors import CheckpointError, StageError
 from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS, calibrated_weights
 from trtbuild.fsutil import sha256_file, staged_dir
+from trtbuild.model.architectures import get_architecture
 from trtbuild.progress import Progress
 from trtbuild.stages.calibration import load_calibration_texts
 from trtbuild.stages.checkpoint_checks import (
-    SUPPORTED_ARCHITECTURES,
     ModelDims,
     hf_weight_problems,
     patch_exported_config,
@@ -216,9 +216,10 @@ def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims, dict
     if dims.architecture != inputs.architecture:
         raise CheckpointError(f"{config_path}: architecture is {dims.architecture}, the plan expected "
                               f"{inputs.architecture}")
-    if SUPPORTED_ARCHITECTURES[dims.architecture] != inputs.decoder_type:
+    decoder = get_architecture(dims.architecture).modelopt_decoder_type
+    if decoder != inputs.decoder_type:
         raise CheckpointError(f"decoder_type {inputs.decoder_type!r} does not match {dims.architecture} "
-                              f"(ModelOpt decoder {SUPPORTED_ARCHITECTURES[dims.architecture]!r})")
+                              f"(ModelOpt decoder {decoder!r})")
     problems = preflight_problems(dims, weights=inputs.weights, awq_block_size=inputs.awq_block_size,
                                   tp=inputs.tp, pp=inputs.pp)
     if problems:

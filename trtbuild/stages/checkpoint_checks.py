@@ -21,12 +21,10 @@ from typing import Any
 
 from trtbuild.errors import CheckpointError
 from trtbuild.formats import kv_algo, quant_algo, weight_format
+from trtbuild.model.architectures import checkpoint_architectures, find_architecture
 from trtbuild.stages.checkpoint_layout import (
-    ARCH_WEIGHT_FORMATS,
     NVFP4_BLOCK,
     SAFETENSORS_DTYPES,
-    SUPPORTED_ARCHITECTURES,
-    UNSUPPORTED_ARCHITECTURES,
     ModelDims,
     expected_rank_tensors,
     hf_weight_problems,
@@ -38,8 +36,7 @@ from trtbuild.stages.checkpoint_layout import (
 )
 
 __all__ = [
-    "ARCH_WEIGHT_FORMATS", "NVFP4_BLOCK", "SAFETENSORS_DTYPES", "SUPPORTED_ARCHITECTURES",
-    "UNSUPPORTED_ARCHITECTURES", "ModelDims", "config_problems", "expected_rank_tensors", "read_dims",
+    "NVFP4_BLOCK", "SAFETENSORS_DTYPES", "ModelDims", "config_problems", "expected_rank_tensors", "read_dims",
     "hf_weight_problems", "hf_weight_shapes", "kv_heads_per_rank", "normalize_rope_scaling", "patch_exported_config",
     "preflight_problems", "support_problems", "tensor_problems", "verify_export",
 ]
@@ -49,14 +46,15 @@ __all__ = [
 # ---------------------------------------------------------------------------------------- preflight
 def support_problems(architecture: str, *, weights: str, dtype: str) -> list[str]:
     """Why the stage cannot convert this architecture/format/dtype at all (empty when it can)."""
-    if architecture in UNSUPPORTED_ARCHITECTURES:
-        return [f"architecture {architecture} cannot be converted: {UNSUPPORTED_ARCHITECTURES[architecture]}"]
-    if architecture not in SUPPORTED_ARCHITECTURES:
+    spec = find_architecture(architecture)
+    if spec is not None and not spec.checkpoint:
+        return [f"architecture {architecture} cannot be converted: {spec.checkpoint_refusal}"]
+    if spec is None:
         return [f"architecture {architecture} is not supported by the checkpoint stage (supported: "
-                f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))})"]
+                f"{', '.join(sorted(checkpoint_architectures()))})"]
     problems = []
-    formats = ARCH_WEIGHT_FORMATS.get(architecture)
-    if formats is not None and weights not in formats:
+    formats = spec.weight_formats
+    if weights not in formats:
         problems.append(f"quantization.weights: {weights} is not supported for {architecture} by the checkpoint "
                         f"stage (checked: {', '.join(sorted(formats))})")
     if dtype == "float32":
@@ -159,7 +157,8 @@ def config_problems(config: dict[str, Any], dims: ModelDims, *, architecture: st
         got.append(f"config.json: rotary_base is {base!r}, expected {dims.rope_base!r} (HF rope_theta)")
     expect("rotary_scaling", normalize_rope_scaling(config.get("rotary_scaling")),
            normalize_rope_scaling(dims.rope_scaling))
-    if SUPPORTED_ARCHITECTURES.get(architecture) == "qwen":
+    spec = find_architecture(architecture)
+    if spec is not None and spec.modelopt_decoder_type == "qwen":
         expect("qwen_type", config.get("qwen_type"), dims.model_type)
         expect("attn_bias", config.get("attn_bias"), dims.qkv_bias)
     if dims.num_experts:

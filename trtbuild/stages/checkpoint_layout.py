@@ -1,10 +1,11 @@
 """What the checkpoint stage expects to read and write, per architecture, without torch.
 
-* :data:`SUPPORTED_ARCHITECTURES`: HF architectures whose ModelOpt 0.47 TensorRT-LLM export was checked
-  on this path (tensor names and shapes below, numbers against the HF weights in the tests), with the
-  ModelOpt decoder type; :data:`ARCH_WEIGHT_FORMATS` narrows the formats where only some were checked;
-  :data:`UNSUPPORTED_ARCHITECTURES` names catalog architectures the stage refuses, and why.
-* :class:`ModelDims`: the dimensions of a decoder-only HF ``config.json`` that decide the layout.
+* Which architectures and formats the stage converts is the architecture catalog's
+  (``ArchSpec.checkpoint_refusal``, ``ArchSpec.weight_formats`` in :mod:`trtbuild.model.architectures`): the
+  tensor names and shapes below were checked, number by number against the HF weights in the tests, for
+  every architecture it converts.
+* :func:`read_dims`: the planner's :class:`~trtbuild.model.config.ModelDims` of an HF ``config.json``,
+  with checkpoint-stage errors.
 * :func:`hf_weight_shapes`: the tensors the HF safetensors must hold; :func:`expected_rank_tensors`:
   the tensors each ``rank{N}.safetensors`` must hold (names, shapes, dtypes), per quantization format.
 """
@@ -20,22 +21,6 @@ from trtbuild.formats import weight_format
 from trtbuild.model.config import ModelDims, dims_from_config
 from trtbuild.stages.fetch import read_safetensors_header
 
-# HF architecture → ModelOpt decoder type (what modelopt.torch.export.model_utils.get_model_type returns).
-SUPPORTED_ARCHITECTURES = {
-    "LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "MixtralForCausalLM": "llama",
-    "Qwen2ForCausalLM": "qwen", "Qwen3ForCausalLM": "qwen",
-}
-# Formats checked for an architecture; architectures not listed take every format. Mixtral: ModelOpt 0.47's
-# int8_sq export crashes on the stacked experts (RuntimeError: size of tensor a (256) must match b (512)),
-# and the AWQ/W4A8 expert layout it writes is unchecked (TensorRT-LLM lists neither for Mixtral).
-ARCH_WEIGHT_FORMATS: dict[str, frozenset[str]] = {
-    "MixtralForCausalLM": frozenset({"none", "fp8", "nvfp4", "int8_wo", "int4_wo"}),
-}
-UNSUPPORTED_ARCHITECTURES = {
-    "Gemma2ForCausalLM": "ModelOpt 0.47's TensorRT-LLM export has no config writer for decoder 'gemma2' unless "
-                         "tensorrt_llm is importable; on this path it raises NotImplementedError ('Cannot export "
-                         "tensorrt_llm checkpoint for model gemma2') after loading and calibrating the model",
-}
 SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 NVFP4_BLOCK = 16
 SCALAR = ()

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from trtbuild.errors import CheckpointError
 from trtbuild.formats import calibrated_weights
+from trtbuild.model.architectures import checkpoint_architectures
 from trtbuild.stages.checkpoint_layout import ModelDims
 from trtbuild.stages.safetensors_stream import (
     ITEMSIZE,
@@ -41,8 +42,6 @@ from trtbuild.stages.safetensors_stream import (
 )
 
 CHUNK_BYTES = 4 << 20
-STREAMING_ARCHITECTURES = frozenset(
-    {"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"})
 SOURCE_DTYPES = frozenset(ITEMSIZE)
 SAFETENSORS_DTYPE = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 # Config keys ModelOpt reads through transformers' config object. Required: when absent, transformers
@@ -89,7 +88,7 @@ def streaming_problem(hf_cfg: dict[str, Any], dims: ModelDims, *, weights: str, 
     """Why the streaming converter cannot produce ModelOpt's exact output for this request, or None."""
     if weights in calibrated_weights() or kv_cache != "none":
         return f"quantization.weights={weights}, kv_cache={kv_cache} needs calibration"
-    if dims.architecture not in STREAMING_ARCHITECTURES:
+    if dims.architecture not in checkpoint_architectures():
         return f"{dims.architecture} has no streaming layout"
     if dtype not in ("float16", "bfloat16"):
         return f"dtype {dtype} is not exported by ModelOpt"
