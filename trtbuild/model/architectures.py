@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trtbuild.errors import UnsupportedArchitecture
-from trtbuild.formats import KV_FORMATS, formats_for_family
+from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS, formats_for_family
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,15 @@ class ArchSpec:
     """Why trtbuild's checkpoint stage cannot convert this architecture (empty: it converts it, with the
     tensor layout in ``stages/checkpoint_layout.py`` checked against the HF weights, by ModelOpt and by the
     streaming converter alike). The planner refuses engine targets for such an architecture."""
+
+    checkpoint_excludes: frozenset[str] = frozenset()
+    """Weight formats the checkpoint stage refuses for this architecture (every other format's export was
+    checked against the HF weights)."""
+
+    @property
+    def checkpoint_formats(self) -> frozenset[str]:
+        """Weight formats the checkpoint stage converts for this architecture (none when it refuses it)."""
+        return frozenset(WEIGHT_FORMATS) - self.checkpoint_excludes if self.checkpoint else frozenset()
 
     @property
     def checkpoint(self) -> bool:
@@ -88,6 +97,9 @@ _CATALOG: tuple[ArchSpec, ...] = (
         notes="Sparse MoE (8 experts, top-2). No SmoothQuant or AWQ on the engine path; the router stays "
               "FP32 and is never quantized. ModelOpt warns that MoE quantization other than FP8 may be "
               "unsupported.",
+        # ModelOpt 0.47's int8_sq export crashes on the stacked experts (RuntimeError: size of tensor a (256)
+        # must match b (512)), and the AWQ/W4A8 expert layout it writes is unchecked.
+        checkpoint_excludes=frozenset({"int8_sq", "int4_awq", "w4a8_awq"}),
     ),
     ArchSpec(
         hf_architecture="Qwen2ForCausalLM",

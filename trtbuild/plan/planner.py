@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -54,8 +53,10 @@ class PlanDiagnostic(_Frozen):
 class StagePlan(_Frozen):
     name: str
     params: dict[str, Any]
-    key: str
-    """sha256 of the stage's plan-time inputs (params, config digest, stage version)."""
+    key: str | None = None
+    """The stage's one key: its fingerprint (``trtbuild.fingerprint``), which needs the model files'
+    digests, the toolchain and the templates. None in a bare plan; ``BuildPlan.with_keys`` fills it in
+    once a target is resolved, and the cache, report, status and manifests all show that key."""
 
 
 class BuildPlan(_Frozen):
@@ -72,6 +73,11 @@ class BuildPlan(_Frozen):
 
     def stage(self, name: str) -> StagePlan | None:
         return next((s for s in self.stages if s.name == name), None)
+
+    def with_keys(self, keys: dict[str, str]) -> BuildPlan:
+        """This plan with each stage's key (its fingerprint) filled in."""
+        stages = tuple(s.model_copy(update={"key": keys.get(s.name)}) for s in self.stages)
+        return self.model_copy(update={"stages": stages})
 
     @property
     def errors(self) -> list[PlanDiagnostic]:
@@ -165,10 +171,6 @@ def apply_fix(data: dict[str, Any], gpu: str, fix: dict[str, Any]) -> dict[str, 
                                                        for g in out["gpus"]):
         out["gpus"].append(name)
     return out
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def resolve_settings(recipe: Recipe, dims: ModelDims, gpu: GpuSpec) -> tuple[Recipe, list[Finding]]:
@@ -337,7 +339,7 @@ def make_plan(loaded: LoadedRecipe, gpu_name: str) -> BuildPlan:
          for f in findings),
         key=lambda d: (order.get(d.severity, 3), d.rule)))
     config_sha = _file_sha256(config_path)
-    stages = _stages(settings, dims, gpu, arch, config_sha)
+    stages = _stages(settings, dims, gpu, arch)
     feasible = not any(d.severity == "error" for d in diags)
     memory: dict[str, Any] = dict(mem.to_json())
     memory["estimated_fields"] = ["activation_bytes_per_rank", "overhead_bytes_per_rank"]
@@ -360,7 +362,7 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha: str) -> tuple[StagePlan, ...]:
+def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -> tuple[StagePlan, ...]:
     m, q, p, b, r = s.model, s.quantization, s.parallelism, s.build, s.runtime
     fetch = {"source": m.source, "tokenizer": m.tokenizer, "allow_pickle": m.allow_pickle,
              "trust_remote_code": m.trust_remote_code}
@@ -382,11 +384,5 @@ def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha
             "max_seq_len": b.max_seq_len, "max_beam_width": b.max_beam_width,
             "runtime": r.model_dump(mode="json"), "serving": s.serving.model_dump(mode="json")}
     stages.append(("repository", repo))
-    out = []
-    upstream = config_sha
-    for name, params in stages:
-        key = _digest({"stage": name, "version": STAGE_VERSIONS[name], "params": params, "upstream": upstream})
-        out.append(StagePlan(name=name, params=params, key=key))
-        upstream = key
-    return tuple(out)
+    return tuple(StagePlan(name=name, params=params) for name, params in stages)
 

@@ -63,8 +63,9 @@ class RepositoryManifest(_Frozen):
     recipe_sha256: str
     target: str
     """GPU key, or `cpu` for the reference."""
-    stage_key: str
-    """Key of the plan's repository stage."""
+    stage_key: str | None
+    """The repository stage's key (its fingerprint, as the cache and report show it); None when rendered
+    outside a compile, from a plan whose keys were never resolved."""
     topology: Literal["ensemble", "bls", "both"]
     models: tuple[str, ...]
     client_models: tuple[str, ...]

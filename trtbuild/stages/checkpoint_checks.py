@@ -53,7 +53,7 @@ def support_problems(architecture: str, *, weights: str, dtype: str) -> list[str
         return [f"architecture {architecture} is not supported by the checkpoint stage (supported: "
                 f"{', '.join(sorted(checkpoint_architectures()))})"]
     problems = []
-    formats = spec.weight_formats
+    formats = spec.checkpoint_formats
     if weights not in formats:
         problems.append(f"quantization.weights: {weights} is not supported for {architecture} by the checkpoint "
                         f"stage (checked: {', '.join(sorted(formats))})")

@@ -72,8 +72,9 @@ class EngineManifest(_Frozen):
     target: str
     """GPU catalog key of the plan's target."""
     target_sm: int
-    stage_key: str
-    """The plan's engine-stage key."""
+    stage_key: str | None
+    """The engine stage's key (its fingerprint, as the cache and report show it); None when built outside
+    a compile (``trtbuild engine``), from a plan whose keys were never resolved."""
     plan_digest: str
     """sha256 of the whole plan (canonical JSON) but the paths it was read from."""
     executor: str
@@ -122,6 +123,7 @@ def plan_digest(plan: BuildPlan) -> str:
     doc = plan.to_json()
     doc["recipe"] = {k: v for k, v in dict(doc.get("recipe") or {}).items() if k != "path"}
     doc["model"] = {k: v for k, v in dict(doc.get("model") or {}).items() if k != "config"}
+    doc["stages"] = [{k: v for k, v in st.items() if k != "key"} for st in doc.get("stages") or []]  # plan only
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
