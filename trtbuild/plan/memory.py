@@ -154,9 +154,3 @@ def estimate_memory(inp: MemoryInputs) -> MemoryEstimate:
     fits = weights + activations + overhead <= inp.gpu_memory_bytes and capacity >= tokens_per_seq
     return MemoryEstimate(count_parameters(d).total, weights, activations, overhead, kv_token, tokens_per_seq,
                           min_kv, inp.gpu_memory_bytes, pool, capacity, concurrent, needed, fits)
-
-
-def gib(n: int | float) -> str:
-    """'92.4 GiB' (one decimal; whole numbers without)."""
-    v = n / GIB
-    return f"{v:.0f} GiB" if abs(v - round(v)) < 0.05 and v >= 10 else f"{v:.1f} GiB"

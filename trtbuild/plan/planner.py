@@ -13,14 +13,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from trtbuild.canon import Frozen, format_bytes
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
 from trtbuild.errors import Diagnostic, PlanError
 from trtbuild.formats import WEIGHT_FORMATS, weight_bits, weight_format
 from trtbuild.model.architectures import ArchSpec, get_architecture
 from trtbuild.model.config import ModelDims, load_model_config
-from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
+from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory
 from trtbuild.plan.rules import Finding, RuleContext, run_rules
 from trtbuild.plan.sources import locate_model_config
 from trtbuild.recipe.loader import LoadedRecipe
@@ -30,11 +31,11 @@ PLAN_FORMAT = 1
 STAGE_VERSIONS = {"fetch": 1, "checkpoint": 2, "engine": 1, "repository": 1}
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def format_gib(n: int | float) -> str:
+    return format_bytes(n, "GiB")
 
 
-class PlanDiagnostic(_Frozen):
+class PlanDiagnostic(Frozen):
     rule: str
     severity: str
     message: str
@@ -50,7 +51,7 @@ class PlanDiagnostic(_Frozen):
         return f"{where}{self.severity}: {key}{self.message} [{self.rule}]"
 
 
-class StagePlan(_Frozen):
+class StagePlan(Frozen):
     name: str
     params: dict[str, Any]
     key: str | None = None
@@ -59,7 +60,7 @@ class StagePlan(_Frozen):
     once a target is resolved, and the cache, report, status and manifests all show that key."""
 
 
-class BuildPlan(_Frozen):
+class BuildPlan(Frozen):
     format: int = PLAN_FORMAT
     recipe: dict[str, Any]
     target: dict[str, Any]
@@ -285,15 +286,15 @@ def _memory_findings(m: MemoryEstimate, s: Recipe, dims: ModelDims, gpu: GpuSpec
     hint = f"; try {' or '.join(tries)}" if tries else ""
     static = m.weights_bytes_per_rank + m.activation_bytes_per_rank + m.overhead_bytes_per_rank
     frac = s.runtime.kv_cache.free_gpu_memory_fraction
-    breakdown = (f" (weights {gib(m.weights_bytes_per_rank)}, activations ~{gib(m.activation_bytes_per_rank)}, "
-                 f"runtime ~{gib(m.overhead_bytes_per_rank)}, KV for one sequence {gib(m.min_kv_bytes)} at "
+    breakdown = (f" (weights {format_gib(m.weights_bytes_per_rank)}, activations ~{format_gib(m.activation_bytes_per_rank)}, "
+                 f"runtime ~{format_gib(m.overhead_bytes_per_rank)}, KV for one sequence {format_gib(m.min_kv_bytes)} at "
                  f"fraction {frac:g})")
     if static > m.gpu_memory_bytes:
-        msg = f"needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has {gib(m.gpu_memory_bytes)}{hint}{breakdown}"
+        msg = f"needs {format_gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has {format_gib(m.gpu_memory_bytes)}{hint}{breakdown}"
         return [Finding("memory.fit", "error", msg, "parallelism")]
     msg = (f"KV cache holds {m.kv_capacity_tokens} tokens, fewer than one sequence of {m.tokens_per_sequence} "
-           f"(max_seq_len x beam): needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has "
-           f"{gib(m.gpu_memory_bytes)}{hint}{breakdown}")
+           f"(max_seq_len x beam): needs {format_gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has "
+           f"{format_gib(m.gpu_memory_bytes)}{hint}{breakdown}")
     return [Finding("memory.kv_capacity", "error", msg, "build.max_seq_len")]
 
 

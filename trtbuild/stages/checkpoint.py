@@ -42,6 +42,7 @@ from trtbuild.errors import CheckpointError, StageError
 from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS, calibrated_weights
 from trtbuild.fsutil import sha256_file, staged_dir
 from trtbuild.model.architectures import get_architecture
+from trtbuild.model.config import TOKENIZER_FILES
 from trtbuild.progress import Progress
 from trtbuild.stages.calibration import load_calibration_texts
 from trtbuild.stages.checkpoint_checks import (
@@ -65,11 +66,6 @@ STAGE_VERSION = 2
 CONVERTERS = ("auto", "modelopt", "streaming")
 VERSIONED_PACKAGES = ("nvidia-modelopt", "torch", "transformers", "safetensors", "tokenizers", "accelerate", "numpy")
 DTYPES = ("float16", "bfloat16", "float32")
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json",
-    "generation_config.json", "config.json",
-)
 
 
 @dataclass(frozen=True)
@@ -359,7 +355,7 @@ def tokenizer_files(src: Path, *, trust_remote_code: bool) -> list[Path]:
     files = [p for p in sorted(src.iterdir()) if p.is_file() and (
         p.name in names or p.name.endswith(".tiktoken")
         or (trust_remote_code and p.name.startswith("tokenization_") and p.suffix == ".py"))]
-    vocab_names = {"tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"}
+    vocab_names = {"tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt"}
     if not any(p.name in vocab_names or p.name.endswith(".tiktoken") for p in files):
         raise CheckpointError(f"{src}: no tokenizer files (tokenizer.json, tokenizer.model, vocab.json, ...)")
     return files

@@ -22,10 +22,10 @@ from typing import Any
 from trtbuild.errors import CheckpointError
 from trtbuild.formats import kv_algo, quant_algo, weight_format
 from trtbuild.model.architectures import checkpoint_architectures, find_architecture
+from trtbuild.model.config import ModelDims
 from trtbuild.stages.checkpoint_layout import (
     NVFP4_BLOCK,
     SAFETENSORS_DTYPES,
-    ModelDims,
     expected_rank_tensors,
     hf_weight_problems,
     hf_weight_shapes,

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from trtbuild.errors import CheckpointError
 from trtbuild.formats import calibrated_weights
 from trtbuild.model.architectures import checkpoint_architectures
-from trtbuild.stages.checkpoint_layout import ModelDims
+from trtbuild.model.config import ModelDims
 from trtbuild.stages.safetensors_stream import (
     ITEMSIZE,
     OutputTensor,
