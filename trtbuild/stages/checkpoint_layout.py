@@ -30,7 +30,14 @@ Expected = dict[str, tuple[tuple[int, ...], frozenset[str]]]
 
 
 def read_dims(cfg: dict[str, Any], where: str = "config.json") -> ModelDims:
-    """The model's dimensions (the planner's ModelDims); a CheckpointError naming ``where`` when invalid."""
+    """The model's dimensions (the planner's ModelDims); a CheckpointError naming ``where`` when invalid.
+
+    The stage converts models whose config lacks ``max_position_embeddings`` (or has 0): ModelOpt then writes
+    its default, and the stage never reads the length from ``ModelDims``, so a missing one is not an error
+    here (the planner, which sizes the KV cache from it, still requires it)."""
+    length = cfg.get("max_position_embeddings")
+    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+        cfg = {**cfg, "max_position_embeddings": 1}
     try:
         return dims_from_config(cfg, where)
     except PlanError as e:
