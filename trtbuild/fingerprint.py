@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from trtbuild.canon import canonical_digest
 from trtbuild.plan.planner import STAGE_VERSIONS, BuildPlan
 
 
@@ -34,11 +35,6 @@ class StageFingerprint:
 
     def to_json(self) -> dict[str, Any]:
         return {"stage": self.stage, "key": self.key, "inputs": self.inputs}
-
-
-def canonical_digest(obj: Any) -> str:
-    data = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(data.encode()).hexdigest()
 
 
 @functools.cache

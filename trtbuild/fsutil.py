@@ -128,14 +128,3 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def remove_stale_staging(parent: Path) -> list[Path]:
-    """Remove staging leftovers of crashed runs (``.NAME.staging-*``) under ``parent``."""
-    removed = []
-    if parent.is_dir():
-        for p in parent.iterdir():
-            if p.name.startswith(".") and (".staging-" in p.name or ".old-" in p.name):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                removed.append(p)
-    return removed

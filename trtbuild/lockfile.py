@@ -12,19 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from trtbuild.canon import Frozen
 from trtbuild.errors import StageError, UsageError
 from trtbuild.fsutil import write_atomic
 
 LOCK_FORMAT = 1
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LockedModel(_Frozen):
+class LockedModel(Frozen):
     source: str
     """The recipe's model.source when the lock was written."""
     revision: str | None = None
@@ -33,12 +30,12 @@ class LockedModel(_Frozen):
     """Relative path → sha256 of every model file the build uses."""
 
 
-class LockedCalibration(_Frozen):
+class LockedCalibration(Frozen):
     source: str
     sha256: str
 
 
-class Lock(_Frozen):
+class Lock(Frozen):
     format: int = LOCK_FORMAT
     recipe: dict[str, str]
     """name and sha256 of the recipe text the lock was made from."""

@@ -269,6 +269,7 @@ def resolve_target(loaded: LoadedRecipe, plan: BuildPlan, store: Any, *, executo
         toolchain=toolchain, templates=template_digest(),
         checkpoint_versions=package_versions(*CHECKPOINT_PACKAGES) if plan.stage("checkpoint") else {})
     fps = fingerprint_stages(plan, fin)
+    plan = plan.with_keys({name: fp.key for name, fp in fps.items()})  # one key per stage, everywhere
     state = TargetState(loaded, plan, store, path, files, revision, fps, toolchain, executor, info)
     if executor is not None and info is None and executor.kind == "container":
         state.toolchain_info = None  # probed lazily by the engine stage's caller when it must build

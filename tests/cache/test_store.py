@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from trtbuild.cache.gc import format_size, parse_duration, parse_size
+from trtbuild.cache.gc import parse_duration, parse_size
 from trtbuild.cache.store import MANIFEST_NAME, Store, resolve_cache_dir
+from trtbuild.canon import format_bytes as format_size
 from trtbuild.errors import StageError, UsageError
 
 KEY = "a" * 64

@@ -7,20 +7,19 @@ from typing import Any
 import pytest
 
 from trtbuild.stages.checkpoint_checks import (
-    ModelDims,
     config_problems,
     expected_rank_tensors,
-    hf_rope,
     normalize_rope_scaling,
     patch_exported_config,
     preflight_problems,
+    read_dims,
 )
 
 HF = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256, "intermediate_size": 512,
       "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512,
-      "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+      "max_position_embeddings": 8192, "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
-DIMS = ModelDims.from_hf_config(HF)
+DIMS = read_dims(HF)
 
 
 def problems(**kw: Any) -> list[str]:
@@ -29,9 +28,9 @@ def problems(**kw: Any) -> list[str]:
 
 
 def test_dims_from_config() -> None:
-    assert (DIMS.head_dim, DIMS.kv_heads, DIMS.qkv_bias, DIMS.rope_theta) == (64, 2, False, 500000.0)
-    qwen = ModelDims.from_hf_config({**HF, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"})
-    assert qwen.qkv_bias and not qwen.dense_bias
+    assert (DIMS.head_dim, DIMS.num_kv_heads, DIMS.qkv_bias, DIMS.rope_base) == (64, 2, False, 500000.0)
+    qwen = read_dims({**HF, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"})
+    assert qwen.qkv_bias and not qwen.o_bias
 
 
 def test_feasible_layouts_have_no_problems() -> None:
@@ -61,7 +60,7 @@ def test_awq_block_not_dividing_per_rank_input() -> None:
 
 
 def test_nvfp4_block() -> None:
-    dims = ModelDims.from_hf_config({**HF, "hidden_size": 200, "num_attention_heads": 4, "head_dim": 64,
+    dims = read_dims({**HF, "hidden_size": 200, "num_attention_heads": 4, "head_dim": 64,
                                      "intermediate_size": 520})
     got = preflight_problems(dims, weights="nvfp4", awq_block_size=128, tp=1, pp=1)
     assert got == ["quantization.weights: nvfp4 needs per-rank input dimensions divisible by 16; "
@@ -73,11 +72,14 @@ def test_nvfp4_block() -> None:
 def test_rope_from_transformers5_layout() -> None:
     cfg = {"rope_parameters": {"rope_theta": 500000, "rope_type": "llama3", "factor": 8, "low_freq_factor": 1,
                                "high_freq_factor": 4, "original_max_position_embeddings": 8192}}
-    theta, scaling = hf_rope(cfg)
-    assert theta == 500000.0
-    assert normalize_rope_scaling(scaling) == normalize_rope_scaling(HF["rope_scaling"])
-    assert hf_rope({"rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}}) == (1e6, None)
-    assert hf_rope({}) == (10000.0, None)
+    dims = read_dims({**HF, "rope_theta": None, "rope_scaling": None, **cfg})
+    assert dims.rope_base == 500000.0
+    assert normalize_rope_scaling(dims.rope_scaling) == normalize_rope_scaling(HF["rope_scaling"])
+    default = read_dims({**HF, "rope_theta": None, "rope_scaling": None,
+                         "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}})
+    assert (default.rope_base, default.rope_scaling) == (1e6, None)
+    bare = read_dims({**HF, "rope_theta": None, "rope_scaling": None})
+    assert (bare.rope_base, bare.rope_scaling) == (10000.0, None)
     assert normalize_rope_scaling({"type": "linear", "factor": 2}) == {"rope_type": "linear", "factor": 2.0}
 
 
@@ -178,9 +180,9 @@ def test_support_problems() -> None:
 def test_qwen3_and_mixtral_dims_and_hf_tensors() -> None:
     from trtbuild.stages.checkpoint_checks import hf_weight_shapes
 
-    qwen3, mixtral = ModelDims.from_hf_config(QWEN3), ModelDims.from_hf_config(MIXTRAL)
-    assert (qwen3.qk_norm, qwen3.qkv_bias, qwen3.head_dim, qwen3.experts) == (True, False, 128, 0)
-    assert (mixtral.qk_norm, mixtral.experts) == (False, 4)
+    qwen3, mixtral = read_dims(QWEN3), read_dims(MIXTRAL)
+    assert (qwen3.qk_norm, qwen3.qkv_bias, qwen3.head_dim, qwen3.num_experts) == (True, False, 128, 0)
+    assert (mixtral.qk_norm, mixtral.num_experts) == (False, 4)
     shapes = hf_weight_shapes(qwen3)
     assert shapes["model.layers.1.self_attn.q_norm.weight"] == (128,)
     assert shapes["model.layers.1.self_attn.q_proj.weight"] == (512, 256)  # 4 heads x 128 != hidden 256
@@ -196,7 +198,7 @@ def test_qwen3_and_mixtral_dims_and_hf_tensors() -> None:
     ("nvfp4", ((4, 512, 128), {"U8"}), ("weights_scaling_factor_2", (4,))),
 ])
 def test_expected_mixtral_tensors(weights: str, fc: tuple[Any, set[str]], scale: tuple[str, Any] | None) -> None:
-    req, _ = expected_rank_tensors(ModelDims.from_hf_config(MIXTRAL), {"use_parallel_embedding": True}, rank=0,
+    req, _ = expected_rank_tensors(read_dims(MIXTRAL), {"use_parallel_embedding": True}, rank=0,
                                    dtype="float16", weights=weights, kv_cache="none", awq_block_size=128, tp=2, pp=1)
     p = "transformer.layers.0.mlp."
     assert req[p + "fc.weight"] == (fc[0], frozenset(fc[1]))  # [experts, 2 * 512 / tp, hidden]
@@ -207,7 +209,7 @@ def test_expected_mixtral_tensors(weights: str, fc: tuple[Any, set[str]], scale:
 
 
 def test_expected_qwen3_tensors_and_patch() -> None:
-    dims = ModelDims.from_hf_config(QWEN3)
+    dims = read_dims(QWEN3)
     req, _ = expected_rank_tensors(dims, {}, rank=1, dtype="bfloat16", weights="none", kv_cache="none",
                                    awq_block_size=128, tp=2, pp=1)
     assert req["transformer.layers.1.attention.q_layernorm.weight"] == ((128,), frozenset({"BF16"}))
@@ -223,7 +225,7 @@ def test_expected_qwen3_tensors_and_patch() -> None:
 
 
 def test_moe_config_is_checked() -> None:
-    dims = ModelDims.from_hf_config(MIXTRAL)
+    dims = read_dims(MIXTRAL)
     base = {**EXPORTED, "architecture": "MixtralForCausalLM", "rotary_base": 500000.0}
     got = config_problems(base, dims, architecture="MixtralForCausalLM", dtype="float16", weights="none",
                           kv_cache="none", awq_block_size=128, tp=2, pp=1)

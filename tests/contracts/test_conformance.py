@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from trtbuild.catalog.gpus import KV_FORMATS, WEIGHT_FORMATS, all_gpus
+from trtbuild.catalog.gpus import all_gpus
 from trtbuild.contracts import load_fixture, trtllm
+from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS, kv_algo, quant_algo
 from trtbuild.plan.planner import BuildPlan, make_plan
 from trtbuild.recipe.loader import load_recipe
 from trtbuild.recipe.schema import RuntimeSettings
 from trtbuild.repository.render import render_files
-from trtbuild.stages.checkpoint_checks import KV_ALGOS, QUANT_ALGOS
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -140,7 +140,7 @@ def test_every_feasible_quantization_is_one_trtllm_build_builds():
                 if gpu.reference:
                     continue
                 plan = make_plan(loaded, gpu.key)
-                refusal = trtllm.builder_refusal(gpu.sm, QUANT_ALGOS[w], KV_ALGOS[kv])
+                refusal = trtllm.builder_refusal(gpu.sm, quant_algo(w), kv_algo(kv))
                 checked += 1
                 if plan.feasible and refusal is not None:
                     refused_feasible.append((w, kv, gpu.key, refusal.message))

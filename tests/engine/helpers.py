@@ -13,9 +13,9 @@ import yaml
 
 from trtbuild.catalog.gpus import all_gpus
 from trtbuild.contracts import load_fixture
+from trtbuild.formats import kv_algo, quant_algo
 from trtbuild.plan.planner import BuildPlan, make_plan
 from trtbuild.recipe.loader import LoadedRecipe, load_recipe, parse_recipe
-from trtbuild.stages.checkpoint_checks import KV_ALGOS, QUANT_ALGOS
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -70,8 +70,8 @@ def checkpoint_config(plan: BuildPlan, **over: Any) -> dict[str, Any]:
         "max_position_embeddings": m["max_position_embeddings"], "hidden_act": "silu",
         "position_embedding_type": "rope_gpt_neox",
         "mapping": {"world_size": tp * pp, "tp_size": tp, "pp_size": pp, "cp_size": 1, "gpus_per_node": 8},
-        "quantization": {"quant_algo": QUANT_ALGOS[s.quantization.weights],
-                         "kv_cache_quant_algo": KV_ALGOS[s.quantization.kv_cache], "group_size": 128},
+        "quantization": {"quant_algo": quant_algo(s.quantization.weights),
+                         "kv_cache_quant_algo": kv_algo(s.quantization.kv_cache), "group_size": 128},
     }
     config.update(over)
     return config

@@ -13,7 +13,7 @@ import pytest
 from trtbuild.errors import EngineError, PlanError, ToolchainError
 from trtbuild.fsutil import sha256_file
 from trtbuild.progress import Progress
-from trtbuild.stages.engine import MANIFEST_NAME, EngineManifest, run_engine_stage
+from trtbuild.stages.engine import MANIFEST_NAME, EngineManifest, plan_digest, run_engine_stage
 from trtbuild.toolchain.executors import BuildJob, LocalExecutor
 from trtbuild.toolchain.fake import FAKE_TRTLLM_VERSION, FakeExecutor
 
@@ -36,7 +36,8 @@ def build(plan, tmp_path: Path, executor=None, **kw) -> EngineManifest:
 
 def test_builds_validates_and_writes_the_manifest(tmp_path):
     write_checkpoint(tmp_path / "ckpt", LLAMA_H100)
-    manifest = build(LLAMA_H100, tmp_path, cache_root=tmp_path / "cache")
+    keyed = LLAMA_H100.with_keys({"engine": "e" * 64})  # as compile resolves it (the stage's fingerprint)
+    manifest = build(keyed, tmp_path, cache_root=tmp_path / "cache")
     engine = tmp_path / "engine"
     assert sorted(p.name for p in engine.iterdir()) == ["config.json", "rank0.engine", MANIFEST_NAME]
     on_disk = EngineManifest.load(engine)
@@ -51,7 +52,7 @@ def test_builds_validates_and_writes_the_manifest(tmp_path):
     assert manifest.fake is True and manifest.executor == "fake"
     assert manifest.trtllm_version == FAKE_TRTLLM_VERSION and manifest.tensorrt_version
     assert (manifest.gpu_sm, manifest.target, manifest.target_sm) == (90, "h100-sxm", 90)
-    assert manifest.stage_key == LLAMA_H100.stage("engine").key and len(manifest.plan_digest) == 64
+    assert manifest.stage_key == "e" * 64 and manifest.plan_digest == plan_digest(LLAMA_H100)
     assert manifest.command[0] == "trtllm-build" and "--kv_cache_type" in manifest.command
     assert {f.name: f.sha256 for f in manifest.files} == {
         name: sha256_file(engine / name) for name in ("config.json", "rank0.engine")}

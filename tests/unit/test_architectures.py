@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import pytest
 
-from trtbuild.catalog.architectures import (
+from trtbuild.errors import PlanError, UnsupportedArchitecture
+from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS
+from trtbuild.model.architectures import (
     all_architectures,
     find_architecture,
     get_architecture,
     supported_architectures,
 )
-from trtbuild.catalog.gpus import KV_FORMATS, WEIGHT_FORMATS
-from trtbuild.errors import PlanError, UnsupportedArchitecture
 
 SIX = (
     "LlamaForCausalLM",
@@ -103,3 +104,30 @@ def test_decoder_types_match_modelopt() -> None:
     for arch in SIX:
         fake_model = type(arch, (), {})()
         assert model_utils.get_model_type(fake_model) == get_architecture(arch).modelopt_decoder_type
+
+
+def test_plan_and_checkpoint_stage_agree_on_each_architecture(tmp_path: Path) -> None:
+    """BUG (issue 12 item 2): the catalog gave Gemma 2 an engine path and the plan only warned, while the
+    checkpoint stage refuses it up front, so `compile` failed after fetching the model. The plan for a GPU
+    target now refuses what the checkpoint stage refuses, and says why; the CPU reference still plans."""
+    import shutil
+
+    from trtbuild.plan.planner import make_plan
+    from trtbuild.recipe.loader import load_recipe
+    from trtbuild.stages.checkpoint_checks import support_problems
+
+    models = Path(__file__).resolve().parents[2] / "recipes" / "models"
+    for model in ("gemma-2-9b-it", "llama-3.1-8b-instruct", "qwen3-8b", "mixtral-8x7b-instruct-v0.1"):
+        (tmp_path / model).mkdir()
+        shutil.copy(models / model / "config.json", tmp_path / model / "config.json")
+        recipe = tmp_path / f"{model}.yaml"
+        recipe.write_text(f"recipe: 1\nname: t\nmodel:\n  source: ./{model}\nquantization: {{weights: fp8}}\n")
+        plan = make_plan(load_recipe(recipe), "h100")
+        stage = support_problems(plan.model["architecture"], weights="fp8", dtype="bfloat16")
+        assert plan.feasible == (not stage), (model, stage)
+        if stage:
+            errors = [d for d in plan.diagnostics if d.severity == "error"]
+            assert [d.rule for d in errors] == ["checkpoint.architecture"]
+            assert "no config writer for decoder 'gemma2'" in errors[0].message
+            assert "--gpu cpu" in errors[0].message
+            assert make_plan(load_recipe(recipe), "cpu").feasible

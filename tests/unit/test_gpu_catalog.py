@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 from trtbuild.catalog.gpus import (
     ALL_PRECISIONS,
-    KV_FORMATS,
-    WEIGHT_FORMATS,
     all_gpus,
     find_gpu,
     get_gpu,
@@ -22,6 +20,7 @@ from trtbuild.catalog.gpus import (
     suggest_gpus,
 )
 from trtbuild.errors import UsageError
+from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS
 
 # What people type → the entry it must select.
 SPELLINGS = {

@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trtbuild.errors import PlanError
-from trtbuild.plan.model_config import (
+from trtbuild.model.config import (
     MAX_CONFIG_BYTES,
     ModelDims,
     count_parameters,
@@ -228,8 +228,8 @@ def test_opens_no_file_but_config_json(tmp_path: Path) -> None:
 
 
 def test_planning_modules_import_no_heavy_libraries() -> None:
-    code = ("import sys, trtbuild.catalog.gpus, trtbuild.catalog.architectures, "
-            "trtbuild.plan.model_config; "
+    code = ("import sys, trtbuild.catalog.gpus, trtbuild.model.architectures, "
+            "trtbuild.model.config; "
             "print(sorted(m for m in ('torch', 'transformers', 'modelopt', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])

@@ -212,10 +212,19 @@ def test_stage_keys_change_only_with_their_inputs(tmp_path: Path) -> None:
                  "quantization: {weights: fp8, calibration: {samples: 1024}}\nbuild: {max_seq_len: 8192}\n")
     rt = _plan(tmp_path, "llama-3.1-8b-instruct", "h100",
                "quantization: {weights: fp8}\nbuild: {max_seq_len: 8192}\nruntime: {scheduler_policy: max_utilization}\n")
-    k = {s.name: s.key for s in base.stages}
-    assert {s.name: s.key for s in more.stages}["fetch"] == k["fetch"]
-    assert {s.name: s.key for s in more.stages}["checkpoint"] != k["checkpoint"]
-    rk = {s.name: s.key for s in rt.stages}
+    from trtbuild.fingerprint import FingerprintInputs, fingerprint_stages
+
+    fin = FingerprintInputs(model_files={"config.json": "0" * 64}, calibration_digest="1" * 64,
+                            toolchain={"tensorrt_llm": "1.2.0"}, templates="2" * 64)
+
+    def keys(plan: BuildPlan) -> dict[str, str]:
+        assert {s.key for s in plan.stages} == {None}  # one key per stage: the fingerprint
+        return {name: fp.key for name, fp in fingerprint_stages(plan, fin).items()}
+
+    k = keys(base)
+    assert keys(more)["fetch"] == k["fetch"]
+    assert keys(more)["checkpoint"] != k["checkpoint"]
+    rk = keys(rt)
     assert rk["checkpoint"] == k["checkpoint"] and rk["engine"] == k["engine"] and rk["repository"] != k["repository"]
 
 

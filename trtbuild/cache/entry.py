@@ -38,7 +38,7 @@ class EntryManifest(BaseModel):
     stage: str
     """Stage name (fetch, checkpoint, engine, repository)."""
     key: str
-    """The stage's plan-time key."""
+    """The stage's key (its fingerprint, `trtbuild.fingerprint`)."""
     created: float
     """Unix time the entry was completed."""
     files: dict[str, FileRecord]

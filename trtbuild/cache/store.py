@@ -1,4 +1,4 @@
-"""The local content-addressed store of stage artifacts, keyed by (stage, plan-time key).
+"""The local content-addressed store of stage artifacts, keyed by (stage, the stage's fingerprint key).
 
 Layout under the cache directory (``resolve_cache_dir``: ``--cache-dir``, ``TRTBUILD_CACHE_DIR``, or
 ``platformdirs.user_cache_dir("trtbuild")``)::

@@ -19,32 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from trtbuild.errors import UsageError
+from trtbuild.formats import kv_format, weight_format
 
 ALL_PRECISIONS = frozenset({"float32", "float16", "bfloat16", "fp8", "int8", "int4", "nvfp4"})
-WEIGHT_FORMATS = ("none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4", "int8_wo", "int4_wo")
-KV_FORMATS = ("none", "fp8", "int8")
-
 _AMPERE = frozenset({"float32", "float16", "bfloat16", "int8", "int4"})
 _ADA_HOPPER = _AMPERE | {"fp8"}
 _BLACKWELL = _ADA_HOPPER | {"nvfp4"}
 _REFERENCE = frozenset({"float32", "float16", "bfloat16"})
-
-# Which precisions each recipe weight format needs, and the lowest SM it runs on (TRT engine path).
-_WEIGHT_NEEDS: dict[str, tuple[frozenset[str], int]] = {
-    "none": (frozenset(), 0),
-    "fp8": (frozenset({"fp8"}), 89),
-    "int4_awq": (frozenset({"int4"}), 80),
-    "w4a8_awq": (frozenset({"fp8", "int4"}), 89),
-    "int8_sq": (frozenset({"int8"}), 80),
-    "nvfp4": (frozenset({"nvfp4"}), 100),
-    "int8_wo": (frozenset({"int8"}), 80),
-    "int4_wo": (frozenset({"int4"}), 80),
-}
-_KV_NEEDS: dict[str, tuple[frozenset[str], int]] = {
-    "none": (frozenset(), 0),
-    "fp8": (frozenset({"fp8"}), 89),
-    "int8": (frozenset({"int8"}), 80),
-}
 
 
 @dataclass(frozen=True)
@@ -75,18 +56,16 @@ class GpuSpec:
         return int(self.memory_gib * 2**30)
 
     def supports_weights(self, fmt: str) -> bool:
-        """Whether recipe ``quantization.weights: fmt`` can run on this target."""
-        return self._supports(fmt, _WEIGHT_NEEDS, "weight")
+        """Whether recipe ``quantization.weights: fmt`` can run on this target (ValueError for an unknown one)."""
+        spec = weight_format(fmt)
+        return self._supports(spec.precisions, spec.min_sm)
 
     def supports_kv(self, fmt: str) -> bool:
-        """Whether recipe ``quantization.kv_cache: fmt`` can run on this target."""
-        return self._supports(fmt, _KV_NEEDS, "KV-cache")
+        """Whether recipe ``quantization.kv_cache: fmt`` can run on this target (ValueError for an unknown one)."""
+        spec = kv_format(fmt)
+        return self._supports(spec.precisions, spec.min_sm)
 
-    def _supports(self, fmt: str, table: dict[str, tuple[frozenset[str], int]], what: str) -> bool:
-        try:
-            needs, min_sm = table[fmt]
-        except KeyError:
-            raise ValueError(f"unknown {what} format {fmt!r}; expected one of {', '.join(table)}") from None
+    def _supports(self, needs: frozenset[str], min_sm: int) -> bool:
         if not needs:
             return True
         return not self.reference and self.sm >= min_sm and needs <= self.precisions

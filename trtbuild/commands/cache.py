@@ -33,7 +33,7 @@ def _when(ts: float) -> str:
 
 
 def cmd_ls(args: Args) -> int:
-    from trtbuild.cache.gc import format_size
+    from trtbuild.canon import format_bytes as format_size
 
     store = _store(args)
     entries = store.entries()
@@ -81,7 +81,8 @@ def cmd_verify(args: Args) -> int:
 
 
 def cmd_gc(args: Args) -> int:
-    from trtbuild.cache.gc import format_size, parse_duration, parse_size
+    from trtbuild.cache.gc import parse_duration, parse_size
+    from trtbuild.canon import format_bytes as format_size
 
     older = parse_duration(args.older_than) if args.older_than else None
     max_bytes = parse_size(args.max_size) if args.max_size else None

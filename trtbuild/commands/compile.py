@@ -144,7 +144,7 @@ def _publish(src: Path, ref: str, recipe: Any, store: Any, args: Args,
 
 
 def render_report(reports: list[Any], skipped: list[dict[str, str]], out: Path) -> str:
-    from trtbuild.cache.gc import format_size as _size
+    from trtbuild.canon import format_bytes as _size
 
     lines = []
     for r in reports:

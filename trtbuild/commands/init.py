@@ -97,7 +97,7 @@ def _choose(data: dict[str, Any], recipe_path: Path, gpu: str) -> tuple[dict[str
 def cmd_init(args: Args) -> int:
 
     from trtbuild.catalog.gpus import get_gpu
-    from trtbuild.plan.model_config import load_model_config
+    from trtbuild.model.config import load_model_config
     from trtbuild.plan.sources import parse_hf_source
 
     gpus = []

@@ -112,14 +112,19 @@ def _render_status(row: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------- schema / gpus
 def cmd_schema() -> int:
+    print_json(recipe_schema())
+    return 0
+
+
+def recipe_schema() -> dict[str, Any]:
+    """The recipe's JSON Schema as `trtbuild schema` emits it (field docstrings as descriptions)."""
     from trtbuild.recipe import schema as module
 
     schema = module.Recipe.model_json_schema()
     _describe_fields(schema, module)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://trtbuild.dev/schema/recipe-1.json"
-    print_json(schema)
-    return 0
+    return schema
 
 
 def attribute_docs(module: Any) -> dict[str, dict[str, str]]:

@@ -28,7 +28,7 @@ def _need_requests() -> None:
 
 
 def _progress(quiet: bool = False) -> Any:
-    from trtbuild.cache.gc import format_size
+    from trtbuild.canon import format_bytes as format_size
     from trtbuild.progress import Progress
 
     progress = Progress(enabled=not quiet)
@@ -42,8 +42,8 @@ def _progress(quiet: bool = False) -> Any:
 
 def cmd_publish(args: Args) -> int:
     from trtbuild.cache.digests import StatCache
-    from trtbuild.cache.gc import format_size
     from trtbuild.cache.store import resolve_cache_dir
+    from trtbuild.canon import format_bytes as format_size
     from trtbuild.errors import UsageError
 
     _need_requests()

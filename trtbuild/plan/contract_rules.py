@@ -9,18 +9,18 @@
 
 from __future__ import annotations
 
-from trtbuild.catalog.gpus import WEIGHT_FORMATS, GpuSpec
+from trtbuild.catalog.gpus import GpuSpec
 from trtbuild.contracts.trtllm import Refusal, builder_refusal, recorded_gemm_plugin
+from trtbuild.formats import WEIGHT_FORMATS, kv_algo, quant_algo
 from trtbuild.plan.rules import Finding, RuleContext
 from trtbuild.recipe.schema import RetentionRule
-from trtbuild.stages.checkpoint_checks import KV_ALGOS, QUANT_ALGOS
 
 
 def builder_refuses(gpu: GpuSpec, weights: str, kv_cache: str) -> Refusal | None:
     """Why trtllm-build 1.2 refuses ``weights`` / ``kv_cache`` on ``gpu`` (None when it builds them)."""
     if gpu.reference:
         return None
-    return builder_refusal(gpu.sm, QUANT_ALGOS[weights], KV_ALGOS[kv_cache])
+    return builder_refusal(gpu.sm, quant_algo(weights), kv_algo(kv_cache))
 
 
 def buildable_weights(gpu: GpuSpec, kv_cache: str = "none") -> list[str]:
@@ -58,7 +58,7 @@ def rule_gemm_plugin_rewrite(c: RuleContext) -> list[Finding]:
     if c.gpu.reference:
         return []
     requested = c.recipe.build.gemm_plugin
-    recorded = recorded_gemm_plugin(QUANT_ALGOS[c.recipe.quantization.weights], requested)
+    recorded = recorded_gemm_plugin(quant_algo(c.recipe.quantization.weights), requested)
     if recorded == requested:
         return []
     return [Finding("gemm_plugin.nvfp4", "info",

@@ -10,15 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from trtbuild.plan.model_config import ModelDims, count_parameters, kv_bytes_per_token
+from trtbuild.formats import weight_format
+from trtbuild.model.config import ModelDims, count_parameters, kv_bytes_per_token
 
 GIB = 2**30
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-
-#: Bits per weight element of a quantized linear layer.
-WEIGHT_BITS = {"none": None, "fp8": 8, "int8_sq": 8, "int8_wo": 8, "int4_awq": 4, "w4a8_awq": 4,
-               "nvfp4": 4, "int4_wo": 4}
 
 #: Fixed runtime overhead per GPU: CUDA context, cuBLAS/cuBLASLt workspaces, TRT-LLM runtime buffers.
 RUNTIME_OVERHEAD_BYTES = 1 * GIB
@@ -80,28 +77,6 @@ class MemoryEstimate:
         }
 
 
-def _linear_bytes(out_features: int, in_features: int, fmt: str, dtype_bytes: int, block: int) -> int:
-    """Bytes of one linear layer's weight plus its scales, as stored in the engine."""
-    n = out_features * in_features
-    if fmt == "none":
-        return n * dtype_bytes
-    if fmt == "fp8":
-        return n + 2 * 4                                    # per-tensor weight + activation scale
-    if fmt == "int8_sq":
-        return n + out_features * 4 + 4                     # per-channel weight scale + activation scale
-    if fmt == "int8_wo":
-        return n + out_features * dtype_bytes               # per-channel scale
-    if fmt == "int4_wo":
-        return n // 2 + out_features * dtype_bytes
-    if fmt in ("int4_awq", "w4a8_awq"):
-        groups = math.ceil(in_features / block)
-        extra = 2 * 4 if fmt == "w4a8_awq" else 0
-        return n // 2 + out_features * groups * dtype_bytes + in_features * dtype_bytes + extra
-    if fmt == "nvfp4":
-        return n // 2 + math.ceil(n / 16) + 3 * 4             # fp8 block scales (16) + global scales
-    raise ValueError(f"unknown weight format {fmt!r}")
-
-
 def rank_linear_shapes(d: ModelDims, tp: int) -> list[tuple[int, int]]:
     """(out, in) of every quantizable linear layer of ONE decoder layer on one TP rank."""
     kv_heads_rank = math.ceil(d.num_kv_heads / tp)
@@ -122,7 +97,8 @@ def weights_bytes_per_rank(inp: MemoryInputs) -> int:
     d = inp.dims
     db = DTYPE_BYTES[inp.dtype]
     pc = count_parameters(d)
-    per_layer = sum(_linear_bytes(o, i, inp.weights, db, inp.awq_block_size) for o, i in rank_linear_shapes(d, inp.tp))
+    fmt = weight_format(inp.weights)
+    per_layer = sum(fmt.bytes_per_linear(o, i, db, inp.awq_block_size) for o, i in rank_linear_shapes(d, inp.tp))
     per_layer += pc.other_per_layer * db                  # norms, biases, router: replicated, high precision
     layers_rank = math.ceil(d.num_layers / inp.pp)
     vocab_rank = math.ceil(d.vocab_size / inp.tp)
@@ -178,9 +154,3 @@ def estimate_memory(inp: MemoryInputs) -> MemoryEstimate:
     fits = weights + activations + overhead <= inp.gpu_memory_bytes and capacity >= tokens_per_seq
     return MemoryEstimate(count_parameters(d).total, weights, activations, overhead, kv_token, tokens_per_seq,
                           min_kv, inp.gpu_memory_bytes, pool, capacity, concurrent, needed, fits)
-
-
-def gib(n: int | float) -> str:
-    """'92.4 GiB' (one decimal; whole numbers without)."""
-    v = n / GIB
-    return f"{v:.0f} GiB" if abs(v - round(v)) < 0.05 and v >= 10 else f"{v:.1f} GiB"

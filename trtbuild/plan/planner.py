@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from trtbuild.catalog.architectures import ArchSpec, get_architecture
+from trtbuild.canon import Frozen, format_bytes
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
 from trtbuild.errors import Diagnostic, PlanError
-from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory, gib
-from trtbuild.plan.model_config import ModelDims, load_model_config
-from trtbuild.plan.rules import FP8_FAMILY, Finding, RuleContext, run_rules
+from trtbuild.formats import WEIGHT_FORMATS, weight_bits, weight_format
+from trtbuild.model.architectures import ArchSpec, get_architecture
+from trtbuild.model.config import ModelDims, load_model_config
+from trtbuild.plan.memory import DTYPE_BYTES, MemoryEstimate, MemoryInputs, estimate_memory
+from trtbuild.plan.rules import Finding, RuleContext, run_rules
 from trtbuild.plan.sources import locate_model_config
 from trtbuild.recipe.loader import LoadedRecipe
 from trtbuild.recipe.schema import Recipe
@@ -30,11 +31,11 @@ PLAN_FORMAT = 1
 STAGE_VERSIONS = {"fetch": 1, "checkpoint": 2, "engine": 1, "repository": 1}
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def format_gib(n: int | float) -> str:
+    return format_bytes(n, "GiB")
 
 
-class PlanDiagnostic(_Frozen):
+class PlanDiagnostic(Frozen):
     rule: str
     severity: str
     message: str
@@ -50,14 +51,16 @@ class PlanDiagnostic(_Frozen):
         return f"{where}{self.severity}: {key}{self.message} [{self.rule}]"
 
 
-class StagePlan(_Frozen):
+class StagePlan(Frozen):
     name: str
     params: dict[str, Any]
-    key: str
-    """sha256 of the stage's plan-time inputs (params, config digest, stage version)."""
+    key: str | None = None
+    """The stage's one key: its fingerprint (``trtbuild.fingerprint``), which needs the model files'
+    digests, the toolchain and the templates. None in a bare plan; ``BuildPlan.with_keys`` fills it in
+    once a target is resolved, and the cache, report, status and manifests all show that key."""
 
 
-class BuildPlan(_Frozen):
+class BuildPlan(Frozen):
     format: int = PLAN_FORMAT
     recipe: dict[str, Any]
     target: dict[str, Any]
@@ -71,6 +74,11 @@ class BuildPlan(_Frozen):
 
     def stage(self, name: str) -> StagePlan | None:
         return next((s for s in self.stages if s.name == name), None)
+
+    def with_keys(self, keys: dict[str, str]) -> BuildPlan:
+        """This plan with each stage's key (its fingerprint) filled in."""
+        stages = tuple(s.model_copy(update={"key": keys.get(s.name)}) for s in self.stages)
+        return self.model_copy(update={"stages": stages})
 
     @property
     def errors(self) -> list[PlanDiagnostic]:
@@ -166,10 +174,6 @@ def apply_fix(data: dict[str, Any], gpu: str, fix: dict[str, Any]) -> dict[str, 
     return out
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
 def resolve_settings(recipe: Recipe, dims: ModelDims, gpu: GpuSpec) -> tuple[Recipe, list[Finding]]:
     """Fill every `auto`/null default that depends on the model or the target."""
     notes: list[Finding] = []
@@ -182,7 +186,7 @@ def resolve_settings(recipe: Recipe, dims: ModelDims, gpu: GpuSpec) -> tuple[Rec
     max_seq_len = b.max_seq_len or dims.max_position_embeddings
     # trtllm-build keeps FP8 context FMHA with paged context FMHA only together with an FP8 KV cache.
     fp8_fmha = b.fp8_context_fmha if b.fp8_context_fmha is not None else (
-        q.weights in FP8_FAMILY and not gpu.reference and gpu.sm >= 89
+        weight_format(q.weights).fp8_context_fmha and not gpu.reference and gpu.sm >= 89
         and (not b.paged_context_fmha or q.kv_cache == "fp8"))
     gemm: str = b.gemm_plugin
     if gemm == "auto":
@@ -251,10 +255,9 @@ def _fit_suggestions(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -
             out.append(f"parallelism.tp: {cand}")
             break
     dtype = s.dtype if s.dtype != "auto" else dims.torch_dtype
-    current_bits = {"none": DTYPE_BYTES.get(dtype, 2) * 8}.get(s.quantization.weights, 8 if "8" in s.quantization.weights else 4)
-    for fmt in ("fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4", "int8_wo", "int4_wo"):
-        bits = 8 if "8" in fmt.split("_")[0] else 4
-        if fmt == s.quantization.weights or bits >= current_bits:
+    current_bits = weight_bits(s.quantization.weights, DTYPE_BYTES.get(dtype, 2))
+    for fmt in WEIGHT_FORMATS:
+        if fmt == s.quantization.weights or weight_bits(fmt, DTYPE_BYTES.get(dtype, 2)) >= current_bits:
             continue
         if not gpu.supports_weights(fmt) or fmt not in arch.weight_formats:
             continue
@@ -283,15 +286,15 @@ def _memory_findings(m: MemoryEstimate, s: Recipe, dims: ModelDims, gpu: GpuSpec
     hint = f"; try {' or '.join(tries)}" if tries else ""
     static = m.weights_bytes_per_rank + m.activation_bytes_per_rank + m.overhead_bytes_per_rank
     frac = s.runtime.kv_cache.free_gpu_memory_fraction
-    breakdown = (f" (weights {gib(m.weights_bytes_per_rank)}, activations ~{gib(m.activation_bytes_per_rank)}, "
-                 f"runtime ~{gib(m.overhead_bytes_per_rank)}, KV for one sequence {gib(m.min_kv_bytes)} at "
+    breakdown = (f" (weights {format_gib(m.weights_bytes_per_rank)}, activations ~{format_gib(m.activation_bytes_per_rank)}, "
+                 f"runtime ~{format_gib(m.overhead_bytes_per_rank)}, KV for one sequence {format_gib(m.min_kv_bytes)} at "
                  f"fraction {frac:g})")
     if static > m.gpu_memory_bytes:
-        msg = f"needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has {gib(m.gpu_memory_bytes)}{hint}{breakdown}"
+        msg = f"needs {format_gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has {format_gib(m.gpu_memory_bytes)}{hint}{breakdown}"
         return [Finding("memory.fit", "error", msg, "parallelism")]
     msg = (f"KV cache holds {m.kv_capacity_tokens} tokens, fewer than one sequence of {m.tokens_per_sequence} "
-           f"(max_seq_len x beam): needs {gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has "
-           f"{gib(m.gpu_memory_bytes)}{hint}{breakdown}")
+           f"(max_seq_len x beam): needs {format_gib(m.needed_bytes_per_rank)} per GPU, {gpu.name} has "
+           f"{format_gib(m.gpu_memory_bytes)}{hint}{breakdown}")
     return [Finding("memory.kv_capacity", "error", msg, "build.max_seq_len")]
 
 
@@ -337,7 +340,7 @@ def make_plan(loaded: LoadedRecipe, gpu_name: str) -> BuildPlan:
          for f in findings),
         key=lambda d: (order.get(d.severity, 3), d.rule)))
     config_sha = _file_sha256(config_path)
-    stages = _stages(settings, dims, gpu, arch, config_sha)
+    stages = _stages(settings, dims, gpu, arch)
     feasible = not any(d.severity == "error" for d in diags)
     memory: dict[str, Any] = dict(mem.to_json())
     memory["estimated_fields"] = ["activation_bytes_per_rank", "overhead_bytes_per_rank"]
@@ -360,7 +363,7 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha: str) -> tuple[StagePlan, ...]:
+def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -> tuple[StagePlan, ...]:
     m, q, p, b, r = s.model, s.quantization, s.parallelism, s.build, s.runtime
     fetch = {"source": m.source, "tokenizer": m.tokenizer, "allow_pickle": m.allow_pickle,
              "trust_remote_code": m.trust_remote_code}
@@ -369,7 +372,7 @@ def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha
         ckpt: dict[str, Any] = {"architecture": dims.architecture, "decoder_type": arch.modelopt_decoder_type,
                                 "dtype": s.dtype, "weights": q.weights, "kv_cache": q.kv_cache,
                                 "tp": p.tp, "pp": p.pp}
-        if q.weights in ("int4_awq", "w4a8_awq"):
+        if weight_format(q.weights).scales == "group":
             ckpt["awq_block_size"] = q.awq_block_size
         if q.needs_calibration:
             ckpt["calibration"] = q.calibration.model_dump(mode="json")
@@ -382,11 +385,5 @@ def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, config_sha
             "max_seq_len": b.max_seq_len, "max_beam_width": b.max_beam_width,
             "runtime": r.model_dump(mode="json"), "serving": s.serving.model_dump(mode="json")}
     stages.append(("repository", repo))
-    out = []
-    upstream = config_sha
-    for name, params in stages:
-        key = _digest({"stage": name, "version": STAGE_VERSIONS[name], "params": params, "upstream": upstream})
-        out.append(StagePlan(name=name, params=params, key=key))
-        upstream = key
-    return tuple(out)
+    return tuple(StagePlan(name=name, params=params) for name, params in stages)
 

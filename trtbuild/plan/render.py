@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from trtbuild.plan.memory import GIB
+from trtbuild.canon import format_bytes
 from trtbuild.plan.planner import BuildPlan
 
 
 def _gib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / GIB:,.1f} GiB"
+    return "n/a" if n is None else format_bytes(n, "GiB-table")
 
 
 def _human_count(n: int) -> str:
@@ -17,10 +17,6 @@ def _human_count(n: int) -> str:
         if n >= div:
             return f"{n / div:.2f} {unit}"
     return str(n)
-
-
-def _kib(n: int) -> str:
-    return f"{n / 1024:,.0f} KiB" if n >= 1024 else f"{n} B"
 
 
 def render_plan(plan: BuildPlan, keys: dict[str, str] | None = None) -> str:
@@ -47,7 +43,7 @@ def render_plan(plan: BuildPlan, keys: dict[str, str] | None = None) -> str:
     ]
     if not t["reference"]:
         rows.append(("runtime", "~" + _gib(mem["overhead_bytes_per_rank"]) + " (estimate)"))
-    rows.append(("KV per token", _kib(mem["kv_bytes_per_token"]) + f" ({mem['kv_bytes_per_token']:,} bytes)"))
+    rows.append(("KV per token", format_bytes(mem["kv_bytes_per_token"], "KiB") + f" ({mem['kv_bytes_per_token']:,} bytes)"))
     if not t["reference"]:
         frac = s.runtime.kv_cache.free_gpu_memory_fraction
         rows += [

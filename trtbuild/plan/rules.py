@@ -10,9 +10,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trtbuild.catalog.architectures import ArchSpec
 from trtbuild.catalog.gpus import GpuSpec
-from trtbuild.plan.model_config import ModelDims
+from trtbuild.formats import AMPERE_SM, WEIGHT_FORMATS, fp8_family, kv_format, weight_format
+from trtbuild.model.architectures import ArchSpec
+from trtbuild.model.config import ModelDims
 from trtbuild.recipe.schema import Recipe
 
 
@@ -35,7 +36,7 @@ class RuleContext:
 
 Rule = Callable[[RuleContext], list[Finding]]
 
-FP8_FAMILY = ("fp8", "w4a8_awq", "nvfp4")
+FP8_FAMILY = fp8_family()
 
 
 def _is_pow2(n: int) -> bool:
@@ -73,10 +74,11 @@ def _awq_fits(c: RuleContext, block: int) -> bool:
 
 def _weights_alternative(c: RuleContext) -> str | None:
     """The first weight format this GPU and architecture support that needs nothing else changed."""
-    for fmt in ("int4_awq", "int8_sq", "int8_wo", "int4_wo", "none"):
+    # formats that run on every catalog SM first (table order), the model dtype last
+    for fmt in [*(f.name for f in WEIGHT_FORMATS.values() if f.bits and f.min_sm <= AMPERE_SM), "none"]:
         if fmt != "none" and not (c.gpu.supports_weights(fmt) and fmt in c.arch.weight_formats):
             continue
-        if fmt == "int4_awq" and not _awq_fits(c, c.recipe.quantization.awq_block_size):
+        if weight_format(fmt).scales == "group" and not _awq_fits(c, c.recipe.quantization.awq_block_size):
             continue
         return fmt
     return None
@@ -105,7 +107,7 @@ def rule_precision_sm(c: RuleContext) -> list[Finding]:
                                f"quantization ({q.weights}/{q.kv_cache} KV) applies to GPU targets only",
                                "quantization"))
         return out
-    need = {"fp8": 89, "w4a8_awq": 89, "nvfp4": 100}.get(q.weights)
+    need = weight_format(q.weights).min_sm
     fix = _weights_fix(c)
     hint = f" (try {fix} in this GPU's targets override)" if fix else ""
     if need and g.sm < need:
@@ -114,13 +116,14 @@ def rule_precision_sm(c: RuleContext) -> list[Finding]:
     elif not g.supports_weights(q.weights):
         out.append(Finding("quant.sm", "error", f"{g.name} does not support {q.weights} weights{hint}",
                            "quantization.weights"))
-    if q.kv_cache == "fp8" and g.sm < 89:
+    kv_min_sm = kv_format(q.kv_cache).min_sm
+    if kv_min_sm > AMPERE_SM and g.sm < kv_min_sm:
         weights = q.weights if g.supports_weights(q.weights) else (_weights_alternative(c) or q.weights)
         alt = _kv_alternative(c, weights)
         why = " (an INT8 KV cache would turn off the paged context FMHA that KV reuse and chunked context need)" \
             if alt == "none" and _needs_paged_fmha(c) else ""
         out.append(Finding("quant.sm", "error",
-                           f"fp8 KV cache needs SM >= 89 on the engine path; {g.name} is SM {g.sm} "
+                           f"{q.kv_cache} KV cache needs SM >= {kv_min_sm} on the engine path; {g.name} is SM {g.sm} "
                            f"(try quantization.kv_cache: {alt}){why}", "quantization.kv_cache"))
     return out
 
@@ -176,7 +179,7 @@ def rule_parallel_dims(c: RuleContext) -> list[Finding]:
 
 def rule_awq_block(c: RuleContext) -> list[Finding]:
     q, d, tp = c.recipe.quantization, c.dims, c.recipe.parallelism.tp
-    if q.weights not in ("int4_awq", "w4a8_awq") or c.gpu.reference:
+    if weight_format(q.weights).scales != "group" or c.gpu.reference:
         return []
     b = q.awq_block_size
     inter = d.moe_intermediate_size if d.num_experts else d.intermediate_size
@@ -362,10 +365,10 @@ def rule_checkpoint_export(c: RuleContext) -> list[Finding]:
         out.append(Finding("dtype.float32", "error",
                            "ModelOpt exports float32 checkpoints as float16 without saying so; use dtype: float16 "
                            "or dtype: bfloat16 for engines", "dtype"))
-    if c.arch.family == "gemma2":
-        out.append(Finding("checkpoint.gemma2", "warning",
-                           "ModelOpt 0.47 writes Gemma 2 TensorRT-LLM checkpoints only where tensorrt_llm is "
-                           "importable: run the checkpoint stage inside the TensorRT-LLM container", "model"))
+    if not c.arch.checkpoint:
+        out.append(Finding("checkpoint.architecture", "error",
+                           f"the checkpoint stage cannot convert {c.arch.hf_architecture}: {c.arch.checkpoint_refusal}; "
+                           "the CPU reference target (--gpu cpu) serves it from the HF checkpoint", "model"))
     return out
 
 

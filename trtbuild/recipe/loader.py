@@ -46,9 +46,6 @@ class LoadedRecipe:
         """The recipe with the overrides for ``gpu_key`` (a canonical GPU key) applied."""
         return self.targets.get(gpu_key, self.recipe)
 
-    def position(self, path: Path_) -> SourcePosition | None:
-        return self.positions.at(path)
-
 
 MAX_RECIPE_BYTES = 1024 * 1024
 """A recipe is a page of YAML; anything larger is refused before it is read."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,8 +24,14 @@ from pydantic import (
     model_validator,
 )
 
-WeightQuant = Literal["none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4", "int8_wo", "int4_wo"]
-KvQuant = Literal["none", "fp8", "int8"]
+from trtbuild import formats
+
+if TYPE_CHECKING:  # the checker sees plain strings; at run time the Literals come from the format table
+    WeightQuant = str
+    KvQuant = str
+else:
+    WeightQuant = Literal[formats.weight_names()]
+    KvQuant = Literal[formats.kv_names()]
 DType = Literal["auto", "float16", "bfloat16", "float32"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
@@ -50,52 +58,58 @@ DURATION_UNITS = "ms, s, m (or min), h"
 SIZE_UNITS = "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
 
 
+@dataclass(frozen=True)
+class _Quantity:
+    """A recipe value written with a unit (a duration, a size); a bare number other than 0 is refused."""
+
+    what: str                      # "duration" / "size"
+    pattern: re.Pattern[str]
+    units: str                     # shown in errors
+    examples: str                  # "'10m', '30s' or '500ms'"
+    write: str                     # "'{n}s' or '{n}ms'": how to fix a bare number n
+    scale: Callable[[str | None], float]
+    limit: str
+    bare_suffix: str = ""          # appended to the bare-number error
+
+    def parse(self, value: Any) -> Any:
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, (int, float)) and value == 0:
+            return 0
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"the {self.what} is out of range (at most {self.limit})")
+            raise ValueError(self._needs_unit(_shown(value)) + self.bare_suffix)
+        if isinstance(value, str):
+            m = self.pattern.match(value) if len(value) <= 1024 else None
+            if not m:
+                raise ValueError(f"expected a {self.what} such as {self.examples} (units: {self.units}), "
+                                 f"got {value[:64]!r}")
+            if m.group(2) is None and float(m.group(1)) != 0:
+                raise ValueError(self._needs_unit(m.group(1)))
+            return _finite_int(float(m.group(1)) * self.scale(m.group(2)), f"the {self.what}", self.limit)
+        return value
+
+    def _needs_unit(self, n: str) -> str:
+        return f"a {self.what} needs a unit: write {self.write.format(n=n)} (units: {self.units})"
+
+
+_DURATION_Q = _Quantity("duration", _DURATION, DURATION_UNITS, "'10m', '30s' or '500ms'", "'{n}s' or '{n}ms'",
+                        lambda unit: _UNIT_MS[unit], "365 days")
+_SIZE_Q = _Quantity("size", _SIZE, SIZE_UNITS, "'8GiB' or '512MB'", "e.g. '{n}GiB' or '{n}B'",
+                    lambda unit: _UNIT_BYTES[(unit or "B").lower()], "1 PiB", bare_suffix="; 0 turns it off")
+
+
 def parse_duration_ms(value: Any) -> Any:
     """'10m' / '30s' / '500ms' / '1h' → milliseconds (int). A bare number is refused: `600` could mean
     seconds or milliseconds, so the unit is required (0 needs none)."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)) and value == 0:
-        return 0
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("the duration is out of range (at most 365 days)")
-        n = _shown(value)
-        raise ValueError(f"a duration needs a unit: write '{n}s' or '{n}ms' (units: {DURATION_UNITS})")
-    if isinstance(value, str):
-        m = _DURATION.match(value) if len(value) <= 1024 else None
-        if not m:
-            raise ValueError(f"expected a duration such as '10m', '30s' or '500ms' (units: {DURATION_UNITS}), "
-                             f"got {value[:64]!r}")
-        if m.group(2) is None and float(m.group(1)) != 0:
-            raise ValueError(f"a duration needs a unit: write '{m.group(1)}s' or '{m.group(1)}ms' "
-                             f"(units: {DURATION_UNITS})")
-        return _finite_int(float(m.group(1)) * _UNIT_MS[m.group(2)], "the duration", "365 days")
-    return value
+    return _DURATION_Q.parse(value)
 
 
 def parse_size_bytes(value: Any) -> Any:
     """'8GiB' / '512MB' / '4096B' → bytes (int). A bare number is refused (`host_offload: 16` would be
     16 bytes): the unit is required, 0 (off) needs none."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)) and value == 0:
-        return 0
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("the size is out of range (at most 1 PiB)")
-        n = _shown(value)
-        raise ValueError(f"a size needs a unit: write e.g. '{n}GiB' or '{n}B' (units: {SIZE_UNITS}); 0 turns it off")
-    if isinstance(value, str):
-        m = _SIZE.match(value) if len(value) <= 1024 else None
-        if not m:
-            raise ValueError(f"expected a size such as '8GiB' or '512MB' (units: {SIZE_UNITS}), got {value[:64]!r}")
-        if m.group(2) is None and float(m.group(1)) != 0:
-            raise ValueError(f"a size needs a unit: write e.g. '{m.group(1)}GiB' or '{m.group(1)}B' "
-                             f"(units: {SIZE_UNITS})")
-        unit = (m.group(2) or "B").lower()
-        return _finite_int(float(m.group(1)) * _UNIT_BYTES[unit], "the size", "1 PiB")
-    return value
+    return _SIZE_Q.parse(value)
 
 
 # What editors see (`trtbuild schema`): the forms a recipe is written in, not the parsed integers.
@@ -178,7 +192,7 @@ class Quantization(Section):
 
     @property
     def needs_calibration(self) -> bool:
-        return self.weights in ("fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4") or self.kv_cache != "none"
+        return formats.weight_format(self.weights).calibrated or self.kv_cache != "none"
 
 
 class Parallelism(Section):

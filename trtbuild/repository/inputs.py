@@ -10,14 +10,10 @@ from typing import Any
 
 from trtbuild.errors import RepositoryError
 from trtbuild.fsutil import sha256_file
+from trtbuild.model.config import TOKENIZER_FILES
 from trtbuild.plan.planner import BuildPlan
 from trtbuild.repository.manifest import EngineLimits
 
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "tokenizer.model", "spiece.model", "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja",
-    "generation_config.json", "config.json",
-)
 HF_WEIGHT_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".jinja")
 
 

@@ -8,7 +8,6 @@ mode): each rank gets its own Python-backend shared-memory prefix, and ranks > 0
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
@@ -63,7 +62,3 @@ def command_line(ranks: list[list[str]], *, mpirun: str = "mpirun") -> list[str]
             argv.append(":")
         argv += ["-n", "1", *rank]
     return argv
-
-
-def shell_join(argv: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

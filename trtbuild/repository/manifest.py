@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from trtbuild.canon import DocumentedFrozen
 from trtbuild.errors import RepositoryError
 
 MANIFEST_NAME = "trtbuild-repository.json"
@@ -17,11 +18,7 @@ HF_MODEL_DIR = "hf_model"
 MANIFEST_FORMAT = 1
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
-
-
-class EngineLimits(_Frozen):
+class EngineLimits(DocumentedFrozen):
     """The engine's build-time limits the repository must respect."""
 
     source: Literal["engine-config", "plan"]
@@ -40,7 +37,7 @@ class EngineLimits(_Frozen):
     paged_context_fmha: bool
 
 
-class CopiedTree(_Frozen):
+class CopiedTree(DocumentedFrozen):
     """A directory copied into (or referenced by) the repository."""
 
     path: str
@@ -50,7 +47,7 @@ class CopiedTree(_Frozen):
     """File name → sha256."""
 
 
-class RepositoryManifest(_Frozen):
+class RepositoryManifest(DocumentedFrozen):
     """Describes one generated repository. Written as trtbuild-repository.json at its root."""
 
     format: int = MANIFEST_FORMAT
@@ -63,8 +60,9 @@ class RepositoryManifest(_Frozen):
     recipe_sha256: str
     target: str
     """GPU key, or `cpu` for the reference."""
-    stage_key: str
-    """Key of the plan's repository stage."""
+    stage_key: str | None
+    """The repository stage's key (its fingerprint, as the cache and report show it); None when rendered
+    outside a compile, from a plan whose keys were never resolved."""
     topology: Literal["ensemble", "bls", "both"]
     models: tuple[str, ...]
     client_models: tuple[str, ...]

@@ -170,9 +170,9 @@ def render_files(plan: BuildPlan, *, tokenizer_dir: Path, engine_dir: Path | Non
                               executable=frozenset({"launch.sh"}), manifest=manifest)
 
 
-def _stage_key(plan: BuildPlan) -> str:
+def _stage_key(plan: BuildPlan) -> str | None:
     stage = plan.stage("repository")
-    return stage.key if stage is not None else ""
+    return stage.key if stage is not None else None
 
 
 # ------------------------------------------------------------------------------------------- write

@@ -39,17 +39,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtbuild.errors import CheckpointError, StageError
+from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS, calibrated_weights
 from trtbuild.fsutil import sha256_file, staged_dir
+from trtbuild.model.architectures import get_architecture
+from trtbuild.model.config import TOKENIZER_FILES
 from trtbuild.progress import Progress
 from trtbuild.stages.calibration import load_calibration_texts
 from trtbuild.stages.checkpoint_checks import (
-    KV_ALGOS,
-    QUANT_ALGOS,
-    SUPPORTED_ARCHITECTURES,
     ModelDims,
     hf_weight_problems,
     patch_exported_config,
     preflight_problems,
+    read_dims,
     support_problems,
     verify_export,
 )
@@ -65,12 +66,6 @@ STAGE_VERSION = 2
 CONVERTERS = ("auto", "modelopt", "streaming")
 VERSIONED_PACKAGES = ("nvidia-modelopt", "torch", "transformers", "safetensors", "tokenizers", "accelerate", "numpy")
 DTYPES = ("float16", "bfloat16", "float32")
-CALIBRATED_WEIGHTS = ("fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4")
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja", "chat_template.json",
-    "generation_config.json", "config.json",
-)
 
 
 @dataclass(frozen=True)
@@ -104,8 +99,8 @@ class CheckpointInputs:
 
     def __post_init__(self) -> None:
         checks = (
-            ("quantization.weights", self.weights in QUANT_ALGOS, self.weights),
-            ("quantization.kv_cache", self.kv_cache in KV_ALGOS, self.kv_cache),
+            ("quantization.weights", self.weights in WEIGHT_FORMATS, self.weights),
+            ("quantization.kv_cache", self.kv_cache in KV_FORMATS, self.kv_cache),
             ("dtype", self.dtype in DTYPES, self.dtype),
             ("quantization.awq_block_size", self.awq_block_size > 0, self.awq_block_size),
             ("parallelism.tp", self.tp >= 1, self.tp),
@@ -120,7 +115,7 @@ class CheckpointInputs:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.weights in CALIBRATED_WEIGHTS or self.kv_cache != "none"
+        return self.weights in calibrated_weights() or self.kv_cache != "none"
 
     @classmethod
     def from_recipe(cls, *, model_dir: Path, architecture: str, decoder_type: str, dtype: str,
@@ -209,7 +204,7 @@ def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims, dict
         raise CheckpointError(f"{config_path}: not found (model.source is not a Hugging Face model)") from None
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{config_path}: unreadable ({type(e).__name__}: {e})") from None
-    dims = ModelDims.from_hf_config(hf_cfg, str(config_path))
+    dims = read_dims(hf_cfg, str(config_path))
     problems = support_problems(dims.architecture, weights=inputs.weights, dtype=inputs.dtype)
     if problems:
         raise CheckpointError("\n  ".join(f"{config_path}: {p}" if p.startswith("architecture") else p
@@ -217,9 +212,10 @@ def preflight(inputs: CheckpointInputs) -> tuple[dict[str, Any], ModelDims, dict
     if dims.architecture != inputs.architecture:
         raise CheckpointError(f"{config_path}: architecture is {dims.architecture}, the plan expected "
                               f"{inputs.architecture}")
-    if SUPPORTED_ARCHITECTURES[dims.architecture] != inputs.decoder_type:
+    decoder = get_architecture(dims.architecture).modelopt_decoder_type
+    if decoder != inputs.decoder_type:
         raise CheckpointError(f"decoder_type {inputs.decoder_type!r} does not match {dims.architecture} "
-                              f"(ModelOpt decoder {SUPPORTED_ARCHITECTURES[dims.architecture]!r})")
+                              f"(ModelOpt decoder {decoder!r})")
     problems = preflight_problems(dims, weights=inputs.weights, awq_block_size=inputs.awq_block_size,
                                   tp=inputs.tp, pp=inputs.pp)
     if problems:
@@ -359,7 +355,7 @@ def tokenizer_files(src: Path, *, trust_remote_code: bool) -> list[Path]:
     files = [p for p in sorted(src.iterdir()) if p.is_file() and (
         p.name in names or p.name.endswith(".tiktoken")
         or (trust_remote_code and p.name.startswith("tokenization_") and p.suffix == ".py"))]
-    vocab_names = {"tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"}
+    vocab_names = {"tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt"}
     if not any(p.name in vocab_names or p.name.endswith(".tiktoken") for p in files):
         raise CheckpointError(f"{src}: no tokenizer files (tokenizer.json, tokenizer.model, vocab.json, ...)")
     return files

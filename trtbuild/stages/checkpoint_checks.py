@@ -20,47 +20,41 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import CheckpointError
+from trtbuild.formats import kv_algo, quant_algo, weight_format
+from trtbuild.model.architectures import checkpoint_architectures, find_architecture
+from trtbuild.model.config import ModelDims
 from trtbuild.stages.checkpoint_layout import (
-    ARCH_WEIGHT_FORMATS,
     NVFP4_BLOCK,
     SAFETENSORS_DTYPES,
-    SUPPORTED_ARCHITECTURES,
-    UNSUPPORTED_ARCHITECTURES,
-    ModelDims,
     expected_rank_tensors,
-    hf_rope,
     hf_weight_problems,
     hf_weight_shapes,
     kv_heads_per_rank,
     normalize_rope_scaling,
+    read_dims,
     tensor_problems,
 )
 
 __all__ = [
-    "ARCH_WEIGHT_FORMATS", "KV_ALGOS", "NVFP4_BLOCK", "QUANT_ALGOS", "SAFETENSORS_DTYPES", "SUPPORTED_ARCHITECTURES",
-    "UNSUPPORTED_ARCHITECTURES", "ModelDims", "config_problems", "expected_rank_tensors", "hf_rope",
+    "NVFP4_BLOCK", "SAFETENSORS_DTYPES", "ModelDims", "config_problems", "expected_rank_tensors", "read_dims",
     "hf_weight_problems", "hf_weight_shapes", "kv_heads_per_rank", "normalize_rope_scaling", "patch_exported_config",
     "preflight_problems", "support_problems", "tensor_problems", "verify_export",
 ]
 
-QUANT_ALGOS: dict[str, str | None] = {
-    "none": None, "fp8": "FP8", "int8_sq": "W8A8_SQ_PER_CHANNEL", "int4_awq": "W4A16_AWQ",
-    "w4a8_awq": "W4A8_AWQ", "nvfp4": "NVFP4", "int8_wo": "W8A16", "int4_wo": "W4A16",
-}
-KV_ALGOS: dict[str, str | None] = {"none": None, "fp8": "FP8", "int8": "INT8"}
 
 
 # ---------------------------------------------------------------------------------------- preflight
 def support_problems(architecture: str, *, weights: str, dtype: str) -> list[str]:
     """Why the stage cannot convert this architecture/format/dtype at all (empty when it can)."""
-    if architecture in UNSUPPORTED_ARCHITECTURES:
-        return [f"architecture {architecture} cannot be converted: {UNSUPPORTED_ARCHITECTURES[architecture]}"]
-    if architecture not in SUPPORTED_ARCHITECTURES:
+    spec = find_architecture(architecture)
+    if spec is not None and not spec.checkpoint:
+        return [f"architecture {architecture} cannot be converted: {spec.checkpoint_refusal}"]
+    if spec is None:
         return [f"architecture {architecture} is not supported by the checkpoint stage (supported: "
-                f"{', '.join(sorted(SUPPORTED_ARCHITECTURES))})"]
+                f"{', '.join(sorted(checkpoint_architectures()))})"]
     problems = []
-    formats = ARCH_WEIGHT_FORMATS.get(architecture)
-    if formats is not None and weights not in formats:
+    formats = spec.checkpoint_formats
+    if weights not in formats:
         problems.append(f"quantization.weights: {weights} is not supported for {architecture} by the checkpoint "
                         f"stage (checked: {', '.join(sorted(formats))})")
     if dtype == "float32":
@@ -72,29 +66,30 @@ def support_problems(architecture: str, *, weights: str, dtype: str) -> list[str
 def preflight_problems(dims: ModelDims, *, weights: str, awq_block_size: int, tp: int, pp: int) -> list[str]:
     """Every layout problem of (model, tp, pp, format) as 'recipe.key: message', without loading weights."""
     problems = []
-    if dims.heads % tp:
-        problems.append(f"parallelism.tp: {tp} does not divide num_attention_heads {dims.heads} (config.json)")
-    if (dims.kv_heads % tp) if dims.kv_heads >= tp else (tp % dims.kv_heads):
-        problems.append(f"parallelism.tp: {tp} and num_key_value_heads {dims.kv_heads} (config.json) do not "
+    if dims.num_heads % tp:
+        problems.append(f"parallelism.tp: {tp} does not divide num_attention_heads {dims.num_heads} (config.json)")
+    if (dims.num_kv_heads % tp) if dims.num_kv_heads >= tp else (tp % dims.num_kv_heads):
+        problems.append(f"parallelism.tp: {tp} and num_key_value_heads {dims.num_kv_heads} (config.json) do not "
                         "divide one another, so KV heads cannot be split or duplicated evenly")
-    if dims.intermediate % tp:
-        problems.append(f"parallelism.tp: {tp} does not divide intermediate_size {dims.intermediate} (config.json)")
-    if dims.layers % pp:
-        problems.append(f"parallelism.pp: {pp} does not divide num_hidden_layers {dims.layers} (config.json)")
+    if dims.intermediate_size % tp:
+        problems.append(f"parallelism.tp: {tp} does not divide intermediate_size {dims.intermediate_size} (config.json)")
+    if dims.num_layers % pp:
+        problems.append(f"parallelism.pp: {pp} does not divide num_hidden_layers {dims.num_layers} (config.json)")
     if problems:
         return problems
-    in_dims = {"qkv/fc/gate (hidden_size)": dims.hidden,
-               "attention.dense (heads*head_dim/tp)": dims.heads * dims.head_dim // tp,
-               "mlp.proj (intermediate_size/tp)": dims.intermediate // tp}
-    if weights in ("int4_awq", "w4a8_awq"):
+    in_dims = {"qkv/fc/gate (hidden_size)": dims.hidden_size,
+               "attention.dense (heads*head_dim/tp)": dims.num_heads * dims.head_dim // tp,
+               "mlp.proj (intermediate_size/tp)": dims.intermediate_size // tp}
+    scales = weight_format(weights).scales
+    if scales == "group":
         for what, n in in_dims.items():
             if n % awq_block_size:
                 problems.append(f"quantization.awq_block_size: {awq_block_size} does not divide the per-rank "
                                 f"input dimension {n} of {what} at tp={tp}")
-    if weights == "nvfp4":
+    if scales == "block-16":
         for what, n in in_dims.items():
             if n % NVFP4_BLOCK:
-                problems.append(f"quantization.weights: nvfp4 needs per-rank input dimensions divisible by "
+                problems.append(f"quantization.weights: {weights} needs per-rank input dimensions divisible by "
                                 f"{NVFP4_BLOCK}; {what} is {n} at tp={tp}")
     return problems
 
@@ -106,19 +101,19 @@ def patch_exported_config(config: dict[str, Any], dims: ModelDims, hf_cfg: dict[
     config = dict(config)
     config["architecture"] = architecture
     quant = dict(config.get("quantization") or {})
-    if weights in ("none", "int8_wo", "int4_wo"):
-        quant["quant_algo"] = QUANT_ALGOS[weights]  # weight-only: quantized by trtllm-build
+    if not weight_format(weights).calibrated:
+        quant["quant_algo"] = quant_algo(weights)  # weight-only: quantized by trtllm-build
     if kv_cache == "none":
         quant["kv_cache_quant_algo"] = None
     config["quantization"] = quant
     if "rotary_base" not in config:
-        config["rotary_base"] = dims.rope_theta
+        config["rotary_base"] = dims.rope_base
     if dims.rope_scaling and not config.get("rotary_scaling"):
         config["rotary_scaling"] = dict(dims.rope_scaling)
     if decoder_type == "qwen":
         config["qwen_type"] = dims.model_type
         config["norm_epsilon"] = float(hf_cfg.get("rms_norm_eps", config.get("norm_epsilon", 1e-6)))
-        config["intermediate_size"] = dims.intermediate
+        config["intermediate_size"] = dims.intermediate_size
         # TensorRT-LLM's QWenConfig defaults attn_bias to True (Qwen 1/2); only its from_hugging_face
         # sets False for Qwen3, and ModelOpt's manual config writes "bias" instead. Without this, a
         # Qwen3 checkpoint asks trtllm-build for qkv biases it does not have.
@@ -142,31 +137,33 @@ def config_problems(config: dict[str, Any], dims: ModelDims, *, architecture: st
     expect("mapping.world_size", mapping.get("world_size"), tp * pp)
     expect("mapping.tp_size", mapping.get("tp_size"), tp)
     expect("mapping.pp_size", mapping.get("pp_size"), pp)
-    for key, wanted in (("num_hidden_layers", dims.layers), ("hidden_size", dims.hidden),
-                        ("num_attention_heads", dims.heads), ("num_key_value_heads", dims.kv_heads),
-                        ("vocab_size", dims.vocab), ("intermediate_size", dims.intermediate),
+    for key, wanted in (("num_hidden_layers", dims.num_layers), ("hidden_size", dims.hidden_size),
+                        ("num_attention_heads", dims.num_heads), ("num_key_value_heads", dims.num_kv_heads),
+                        ("vocab_size", dims.vocab_size), ("intermediate_size", dims.intermediate_size),
                         ("head_size", dims.head_dim)):
         expect(key, config.get(key), wanted)
     quant = config.get("quantization") or {}
-    expect("quantization.quant_algo", quant.get("quant_algo"), QUANT_ALGOS[weights])
-    expect("quantization.kv_cache_quant_algo", quant.get("kv_cache_quant_algo"), KV_ALGOS[kv_cache])
-    if weights in ("int4_awq", "w4a8_awq"):
+    expect("quantization.quant_algo", quant.get("quant_algo"), quant_algo(weights))
+    expect("quantization.kv_cache_quant_algo", quant.get("kv_cache_quant_algo"), kv_algo(kv_cache))
+    scales = weight_format(weights).scales
+    if scales == "group":
         expect("quantization.group_size", quant.get("group_size"), awq_block_size)
         expect("quantization.pre_quant_scale", quant.get("pre_quant_scale"), True)
         expect("quantization.has_zero_point", quant.get("has_zero_point"), False)
-    if weights == "nvfp4":
+    if scales == "block-16":
         expect("quantization.group_size", quant.get("group_size"), NVFP4_BLOCK)
     base = config.get("rotary_base")
-    if not isinstance(base, (int, float)) or not math.isclose(float(base), dims.rope_theta, rel_tol=1e-9):
-        got.append(f"config.json: rotary_base is {base!r}, expected {dims.rope_theta!r} (HF rope_theta)")
+    if not isinstance(base, (int, float)) or not math.isclose(float(base), dims.rope_base, rel_tol=1e-9):
+        got.append(f"config.json: rotary_base is {base!r}, expected {dims.rope_base!r} (HF rope_theta)")
     expect("rotary_scaling", normalize_rope_scaling(config.get("rotary_scaling")),
            normalize_rope_scaling(dims.rope_scaling))
-    if SUPPORTED_ARCHITECTURES.get(architecture) == "qwen":
+    spec = find_architecture(architecture)
+    if spec is not None and spec.modelopt_decoder_type == "qwen":
         expect("qwen_type", config.get("qwen_type"), dims.model_type)
         expect("attn_bias", config.get("attn_bias"), dims.qkv_bias)
-    if dims.experts:
+    if dims.num_experts:
         moe = config.get("moe") or {}
-        expect("moe.num_experts", moe.get("num_experts"), dims.experts)
+        expect("moe.num_experts", moe.get("num_experts"), dims.num_experts)
         expect("hidden_act", config.get("hidden_act"), "swiglu")
         expect("mapping.moe_tp_size", mapping.get("moe_tp_size"), tp)
     elif "moe" in config:

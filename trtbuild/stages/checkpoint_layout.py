@@ -1,10 +1,11 @@
 """What the checkpoint stage expects to read and write, per architecture, without torch.
 
-* :data:`SUPPORTED_ARCHITECTURES`: HF architectures whose ModelOpt 0.47 TensorRT-LLM export was checked
-  on this path (tensor names and shapes below, numbers against the HF weights in the tests), with the
-  ModelOpt decoder type; :data:`ARCH_WEIGHT_FORMATS` narrows the formats where only some were checked;
-  :data:`UNSUPPORTED_ARCHITECTURES` names catalog architectures the stage refuses, and why.
-* :class:`ModelDims`: the dimensions of a decoder-only HF ``config.json`` that decide the layout.
+* Which architectures and formats the stage converts is the architecture catalog's
+  (``ArchSpec.checkpoint_refusal``, ``ArchSpec.weight_formats`` in :mod:`trtbuild.model.architectures`): the
+  tensor names and shapes below were checked, number by number against the HF weights in the tests, for
+  every architecture it converts.
+* :func:`read_dims`: the planner's :class:`~trtbuild.model.config.ModelDims` of an HF ``config.json``,
+  with checkpoint-stage errors.
 * :func:`hf_weight_shapes`: the tensors the HF safetensors must hold; :func:`expected_rank_tensors`:
   the tensors each ``rank{N}.safetensors`` must hold (names, shapes, dtypes), per quantization format.
 """
@@ -12,29 +13,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import CheckpointError
+from trtbuild.errors import CheckpointError, PlanError
+from trtbuild.formats import weight_format
+from trtbuild.model.config import ModelDims, dims_from_config
 from trtbuild.stages.fetch import read_safetensors_header
 
-# HF architecture → ModelOpt decoder type (what modelopt.torch.export.model_utils.get_model_type returns).
-SUPPORTED_ARCHITECTURES = {
-    "LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "MixtralForCausalLM": "llama",
-    "Qwen2ForCausalLM": "qwen", "Qwen3ForCausalLM": "qwen",
-}
-# Formats checked for an architecture; architectures not listed take every format. Mixtral: ModelOpt 0.47's
-# int8_sq export crashes on the stacked experts (RuntimeError: size of tensor a (256) must match b (512)),
-# and the AWQ/W4A8 expert layout it writes is unchecked (TensorRT-LLM lists neither for Mixtral).
-ARCH_WEIGHT_FORMATS: dict[str, frozenset[str]] = {
-    "MixtralForCausalLM": frozenset({"none", "fp8", "nvfp4", "int8_wo", "int4_wo"}),
-}
-UNSUPPORTED_ARCHITECTURES = {
-    "Gemma2ForCausalLM": "ModelOpt 0.47's TensorRT-LLM export has no config writer for decoder 'gemma2' unless "
-                         "tensorrt_llm is importable; on this path it raises NotImplementedError ('Cannot export "
-                         "tensorrt_llm checkpoint for model gemma2') after loading and calibrating the model",
-}
 SAFETENSORS_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 NVFP4_BLOCK = 16
 SCALAR = ()
@@ -43,61 +29,19 @@ SCALAR = ()
 Expected = dict[str, tuple[tuple[int, ...], frozenset[str]]]
 
 
-@dataclass(frozen=True)
-class ModelDims:
-    """The dimensions of a decoder-only HF model that decide the checkpoint layout."""
+def read_dims(cfg: dict[str, Any], where: str = "config.json") -> ModelDims:
+    """The model's dimensions (the planner's ModelDims); a CheckpointError naming ``where`` when invalid.
 
-    architecture: str
-    model_type: str
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    qkv_bias: bool
-    dense_bias: bool
-    mlp_bias: bool
-    rope_theta: float
-    rope_scaling: dict[str, Any] | None
-    qk_norm: bool = False
-    """Per-head RMSNorm on q and k (Qwen3)."""
-    experts: int = 0
-    """Routed experts per layer (Mixtral); 0 for a dense MLP."""
-
-    @classmethod
-    def from_hf_config(cls, cfg: dict[str, Any], where: str = "config.json") -> ModelDims:
-        archs = cfg.get("architectures") or []
-        if not archs or not isinstance(archs, list):
-            raise CheckpointError(f"{where}: no 'architectures' entry")
-        try:
-            hidden, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-            model_type = str(cfg.get("model_type", ""))
-            theta, scaling = hf_rope(cfg)
-            return cls(
-                architecture=str(archs[0]), model_type=model_type, hidden=hidden,
-                intermediate=int(cfg["intermediate_size"]), layers=int(cfg["num_hidden_layers"]),
-                heads=heads, kv_heads=int(cfg.get("num_key_value_heads") or heads),
-                head_dim=int(cfg.get("head_dim") or hidden // heads), vocab=int(cfg["vocab_size"]),
-                qkv_bias=model_type == "qwen2" or bool(cfg.get("attention_bias", False)),
-                dense_bias=model_type != "qwen2" and bool(cfg.get("attention_bias", False)),
-                mlp_bias=bool(cfg.get("mlp_bias", False)), rope_theta=theta, rope_scaling=scaling,
-                qk_norm=model_type == "qwen3", experts=int(cfg.get("num_local_experts") or 0),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{where}: missing or invalid model dimension ({type(e).__name__}: {e})") from None
-
-
-def hf_rope(cfg: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
-    """(rope_theta, rope_scaling) from an HF config, in the transformers 4.x or 5.x layout."""
-    raw = cfg.get("rope_parameters")
-    params: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    theta = cfg.get("rope_theta", params.get("rope_theta"))
-    scaling = cfg.get("rope_scaling")
-    if scaling is None and params.get("rope_type", "default") != "default":
-        scaling = {k: v for k, v in params.items() if k != "rope_theta"}
-    return float(theta if theta is not None else 10000.0), scaling
+    The stage converts models whose config lacks ``max_position_embeddings`` (or has 0): ModelOpt then writes
+    its default, and the stage never reads the length from ``ModelDims``, so a missing one is not an error
+    here (the planner, which sizes the KV cache from it, still requires it)."""
+    length = cfg.get("max_position_embeddings")
+    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+        cfg = {**cfg, "max_position_embeddings": 1}
+    try:
+        return dims_from_config(cfg, where)
+    except PlanError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def normalize_rope_scaling(scaling: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -118,25 +62,25 @@ def normalize_rope_scaling(scaling: dict[str, Any] | None) -> dict[str, Any] | N
 
 def kv_heads_per_rank(dims: ModelDims, tp: int) -> int:
     """KV heads each rank holds: a share when kv_heads ≥ tp, else one duplicated head."""
-    return max(dims.kv_heads // tp, 1)
+    return max(dims.num_kv_heads // tp, 1)
 
 
 # ------------------------------------------------------------------------------------------ HF side
 def hf_weight_shapes(dims: ModelDims) -> dict[str, tuple[int, ...]]:
     """The tensors an HF checkpoint of ``dims.architecture`` must hold (lm_head aside), with their shapes."""
-    h, i, q, kv = dims.hidden, dims.intermediate, dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim
-    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (dims.vocab, h), "model.norm.weight": (h,)}
-    for n in range(dims.layers):
+    h, i, q, kv = dims.hidden_size, dims.intermediate_size, dims.num_heads * dims.head_dim, dims.num_kv_heads * dims.head_dim
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (dims.vocab_size, h), "model.norm.weight": (h,)}
+    for n in range(dims.num_layers):
         p = f"model.layers.{n}."
         shapes.update({
             p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
             p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv, h),
             p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, q),
         })
-        if dims.experts:
+        if dims.num_experts:
             moe = p + "block_sparse_moe."
-            shapes[moe + "gate.weight"] = (dims.experts, h)
-            for e in range(dims.experts):
+            shapes[moe + "gate.weight"] = (dims.num_experts, h)
+            for e in range(dims.num_experts):
                 shapes.update({moe + f"experts.{e}.w1.weight": (i, h), moe + f"experts.{e}.w2.weight": (h, i),
                                moe + f"experts.{e}.w3.weight": (i, h)})
         else:
@@ -156,7 +100,7 @@ def hf_weight_problems(dims: ModelDims, tensors: dict[str, tuple[tuple[int, ...]
     """Compare safetensors headers ({name: (shape, file)}) with config.json, naming file and tensor."""
     expected = hf_weight_shapes(dims)
     if not tied_embeddings:
-        expected["lm_head.weight"] = (dims.vocab, dims.hidden)
+        expected["lm_head.weight"] = (dims.vocab_size, dims.hidden_size)
     problems = []
     for name, shape in expected.items():
         if name not in tensors:
@@ -174,26 +118,28 @@ def _linear_tensors(prefix: str, out_r: int, in_r: int, *, weights: str, awq_blo
     floats = frozenset({"F16", "BF16", "F32"})
     e = (experts,) if experts else ()
     t: Expected = {}
-    if weights in ("none", "int8_wo", "int4_wo"):
+    fmt = weight_format(weights)
+    stored = frozenset(fmt.checkpoint_dtype)
+    if not fmt.calibrated:  # the model dtype, or weight-only formats trtllm-build quantizes itself
         t["weight"] = ((*e, out_r, in_r), frozenset({wdtype}))
-    elif weights == "fp8":
-        t["weight"] = ((*e, out_r, in_r), frozenset({"F8_E4M3"}))
+    elif fmt.scales == "per-tensor":
+        t["weight"] = ((*e, out_r, in_r), stored)
         t["weights_scaling_factor"] = ((experts, 1) if experts else SCALAR, frozenset({"F32"}))
         t["activation_scaling_factor"] = (SCALAR, frozenset({"F32"}))
-    elif weights == "int8_sq":
-        t["weight"] = ((out_r, in_r), frozenset({"I8"}))
+    elif fmt.scales == "per-channel":  # SmoothQuant
+        t["weight"] = ((out_r, in_r), stored)
         t["weights_scaling_factor"] = ((out_r,), floats)
         t["activation_scaling_factor"] = (SCALAR, floats)
         t["prequant_scaling_factor"] = ((in_r,), floats)
-    elif weights in ("int4_awq", "w4a8_awq"):
-        t["weight"] = ((out_r // 2, in_r), frozenset({"I8", "U8"}))
+    elif fmt.scales == "group":  # AWQ: two 4-bit weights per byte along the output dimension
+        t["weight"] = ((out_r // 2, in_r), stored)
         t["weights_scaling_factor"] = ((out_r, in_r // awq_block_size), floats)
         t["prequant_scaling_factor"] = ((in_r,), floats)
-        if weights == "w4a8_awq":
+        if fmt.activations:
             t["activation_scaling_factor"] = (SCALAR, floats)
             t["weights_scaling_factor_2"] = (SCALAR, floats)
-    elif weights == "nvfp4":
-        t["weight"] = ((*e, out_r, in_r // 2), frozenset({"U8"}))
+    elif fmt.scales == "block-16":
+        t["weight"] = ((*e, out_r, in_r // 2), stored)
         t["weights_scaling_factor"] = ((*e, out_r, in_r // NVFP4_BLOCK), frozenset({"F8_E4M3"}))
         t["weights_scaling_factor_2"] = ((experts,) if experts else SCALAR, frozenset({"F32"}))
         t["activation_scaling_factor"] = (SCALAR, frozenset({"F32"}))
@@ -207,15 +153,15 @@ def expected_rank_tensors(dims: ModelDims, config: dict[str, Any], *, rank: int,
     """(required tensors, optional tensor names) of ``rank{rank}.safetensors``."""
     wd = SAFETENSORS_DTYPES[dtype]
     pp_rank = rank // tp  # ranks are numbered tp_rank + pp_rank * tp
-    h, hd = dims.hidden, dims.head_dim
-    q_r, kv_r = dims.heads // tp * hd, kv_heads_per_rank(dims, tp) * hd
-    i_r = dims.intermediate // tp
+    h, hd = dims.hidden_size, dims.head_dim
+    q_r, kv_r = dims.num_heads // tp * hd, kv_heads_per_rank(dims, tp) * hd
+    i_r = dims.intermediate_size // tp
     req: Expected = {}
     optional: set[str] = set()
-    vocab_r = math.ceil(dims.vocab / tp)
+    vocab_r = math.ceil(dims.vocab_size / tp)
     if pp_rank == 0:
         parallel = config.get("use_parallel_embedding") and config.get("embedding_sharding_dim", 0) == 0
-        req["transformer.vocab_embedding.weight"] = ((vocab_r if parallel else dims.vocab, h), frozenset({wd}))
+        req["transformer.vocab_embedding.weight"] = ((vocab_r if parallel else dims.vocab_size, h), frozenset({wd}))
     if pp_rank == pp - 1:
         req["transformer.ln_f.weight"] = ((h,), frozenset({wd}))
         req["lm_head.weight"] = ((vocab_r, h), frozenset({wd}))
@@ -224,23 +170,23 @@ def expected_rank_tensors(dims: ModelDims, config: dict[str, Any], *, rank: int,
         return _linear_tensors(prefix, out_r, in_r, weights=weights, awq_block_size=awq_block_size, wdtype=wd,
                                bias=bias, experts=experts)
 
-    for n in range(dims.layers // pp):
+    for n in range(dims.num_layers // pp):
         p = f"transformer.layers.{n}."
         req[p + "input_layernorm.weight"] = ((h,), frozenset({wd}))
         req[p + "post_layernorm.weight"] = ((h,), frozenset({wd}))
         req.update(lin(p + "attention.qkv.", q_r + 2 * kv_r, h, dims.qkv_bias))
         req.update(lin(p + "attention.dense.", h, q_r, False))
-        if dims.experts:
-            req[p + "mlp.router.weight"] = ((dims.experts, h), frozenset({"F32"}))
-            req.update(lin(p + "mlp.fc.", 2 * i_r, h, False, dims.experts))
-            req.update(lin(p + "mlp.proj.", h, i_r, False, dims.experts))
+        if dims.num_experts:
+            req[p + "mlp.router.weight"] = ((dims.num_experts, h), frozenset({"F32"}))
+            req.update(lin(p + "mlp.fc.", 2 * i_r, h, False, dims.num_experts))
+            req.update(lin(p + "mlp.proj.", h, i_r, False, dims.num_experts))
         else:
             for name, out_r, in_r in (("mlp.fc.", i_r, h), ("mlp.gate.", i_r, h), ("mlp.proj.", h, i_r)):
                 req.update(lin(p + name, out_r, in_r, dims.mlp_bias and name != "mlp.proj."))
         if dims.qk_norm:
             req[p + "attention.q_layernorm.weight"] = ((hd,), frozenset({wd}))
             req[p + "attention.k_layernorm.weight"] = ((hd,), frozenset({wd}))
-        if dims.dense_bias:
+        if dims.o_bias:
             req[p + "attention.dense.bias"] = ((h,), frozenset({wd}))
         if dims.mlp_bias:
             req[p + "mlp.proj.bias"] = ((h,), frozenset({wd}))

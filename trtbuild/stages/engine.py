@@ -15,7 +15,6 @@ in the build report beside the artifact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -26,8 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from trtbuild.canon import Frozen, canonical_digest
 from trtbuild.errors import EngineError
 from trtbuild.fsutil import read_regular_file, sha256_file, staged_dir, write_atomic
 from trtbuild.plan.planner import require_feasible
@@ -52,17 +52,13 @@ OUTPUT_PLACEHOLDER = "<output_dir>"
 _SHOWN = re.compile(r"\[E\]|\berror\b|Traceback|Build TensorRT engine|Total time", re.IGNORECASE)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class EngineFile(_Frozen):
+class EngineFile(Frozen):
     name: str
     size: int
     sha256: str
 
 
-class EngineManifest(_Frozen):
+class EngineManifest(Frozen):
     """What the engine stage built, with what, from which plan; written as ``trtbuild-engine.json``."""
 
     format: str = MANIFEST_FORMAT
@@ -72,8 +68,9 @@ class EngineManifest(_Frozen):
     target: str
     """GPU catalog key of the plan's target."""
     target_sm: int
-    stage_key: str
-    """The plan's engine-stage key."""
+    stage_key: str | None
+    """The engine stage's key (its fingerprint, as the cache and report show it); None when built outside
+    a compile (``trtbuild engine``), from a plan whose keys were never resolved."""
     plan_digest: str
     """sha256 of the whole plan (canonical JSON) but the paths it was read from."""
     executor: str
@@ -122,7 +119,8 @@ def plan_digest(plan: BuildPlan) -> str:
     doc = plan.to_json()
     doc["recipe"] = {k: v for k, v in dict(doc.get("recipe") or {}).items() if k != "path"}
     doc["model"] = {k: v for k, v in dict(doc.get("model") or {}).items() if k != "config"}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    doc["stages"] = [{k: v for k, v in st.items() if k != "key"} for st in doc.get("stages") or []]  # plan only
+    return canonical_digest(doc)
 
 
 def default_log_path(out_dir: Path) -> Path:

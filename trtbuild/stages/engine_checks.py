@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtbuild.errors import EngineError
-from trtbuild.stages.checkpoint_checks import KV_ALGOS, QUANT_ALGOS
+from trtbuild.formats import kv_algo, quant_algo, weight_format
 from trtbuild.stages.engine_command import engine_params
 from trtbuild.toolchain.semantics import Adjustment, adjust
 
@@ -69,7 +69,7 @@ def checkpoint_problems(config: dict[str, Any], plan: BuildPlan) -> list[str]:
             problems.append(f"mapping is tp {c_tp} x pp {c_pp} (world_size {c_world}), the plan needs tp {tp} x "
                             f"pp {pp} (world_size {tp * pp}); re-run the checkpoint stage for this plan")
     quant = config.get("quantization") or {}
-    want_w, want_kv = QUANT_ALGOS[s.quantization.weights], KV_ALGOS[s.quantization.kv_cache]
+    want_w, want_kv = quant_algo(s.quantization.weights), kv_algo(s.quantization.kv_cache)
     if quant.get("quant_algo") != want_w:
         problems.append(f"quantization.quant_algo is {quant.get('quant_algo')!r}, the plan's weights "
                         f"{s.quantization.weights!r} need {want_w!r}")
@@ -108,7 +108,7 @@ def requested_build_config(plan: BuildPlan) -> dict[str, Any]:
             "tokens_per_block": p["kv_cache"]["tokens_per_block"], "context_fmha": True,
             "remove_input_padding": True, "use_paged_context_fmha": p["paged_context_fmha"],
             # not passed unless the quantization allows it; the tool's default (enable) is then dropped
-            "use_fp8_context_fmha": bool(p["fp8_context_fmha"]) if weights in ("fp8", "w4a8_awq", "nvfp4") else True,
+            "use_fp8_context_fmha": bool(p["fp8_context_fmha"]) if weight_format(weights).fp8_context_fmha else True,
             "gemm_plugin": None if p["gemm_plugin"] == "disable" else p["gemm_plugin"],
             "multiple_profiles": p["multiple_profiles"], "reduce_fusion": p["reduce_fusion"],
             "use_fused_mlp": p["use_fused_mlp"],

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trtbuild.errors import EngineError
+from trtbuild.formats import weight_format
 
 if TYPE_CHECKING:
     from trtbuild.plan.planner import BuildPlan
 
 PROGRAM = "trtllm-build"
-FP8_CONTEXT_FMHA_WEIGHTS = ("fp8", "w4a8_awq", "nvfp4")
-"""Quantizations whose checkpoints keep FP8 context FMHA (quant_algo FP8, W4A8_AWQ, NVFP4)."""
 
 
 def _onoff(value: bool) -> str:
@@ -58,7 +57,7 @@ def build_command(plan: BuildPlan, checkpoint_dir: Path, output_dir: Path, *,
         "--tokens_per_block", str(kv["tokens_per_block"]),
         "--use_paged_context_fmha", _onoff(p["paged_context_fmha"]),
     ]
-    if weights in FP8_CONTEXT_FMHA_WEIGHTS:
+    if weight_format(weights).fp8_context_fmha:  # only the FP8 family takes the flag
         argv += ["--use_fp8_context_fmha", _onoff(bool(p["fp8_context_fmha"]))]
     argv += [
         "--gemm_plugin", p["gemm_plugin"],

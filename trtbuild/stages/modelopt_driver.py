@@ -24,19 +24,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trtbuild.errors import CheckpointError
+from trtbuild.formats import weight_format
 from trtbuild.progress import Progress
 from trtbuild.stages.calibration import CalibrationTexts, make_batches
 
 if TYPE_CHECKING:
     from trtbuild.stages.checkpoint import CheckpointInputs
 
-PRESETS = {
-    "fp8": "FP8_DEFAULT_CFG",
-    "int8_sq": "INT8_SMOOTHQUANT_CFG",
-    "int4_awq": "INT4_AWQ_CFG",
-    "w4a8_awq": "W4A8_AWQ_BETA_CFG",
-    "nvfp4": "NVFP4_DEFAULT_CFG",
-}
 # Same quantizers as FP8_KV_CFG, 8-bit integer instead of E4M3 (ModelOpt exports kv_cache_quant_algo INT8).
 INT8_KV_ENTRIES = [{"quantizer_name": "*[kv]_bmm_quantizer", "cfg": {"num_bits": 8, "axis": None}}]
 
@@ -92,14 +86,15 @@ def quant_config(inputs: CheckpointInputs) -> dict[str, Any] | None:
     import modelopt.torch.quantization as mtq
 
     cfg: dict[str, Any]
-    if inputs.weights in PRESETS:
-        cfg = copy.deepcopy(getattr(mtq, PRESETS[inputs.weights]))
+    fmt = weight_format(inputs.weights)
+    if fmt.modelopt_preset is not None:
+        cfg = copy.deepcopy(getattr(mtq, fmt.modelopt_preset))
     elif inputs.kv_cache != "none":
         cfg = {"quant_cfg": [{"quantizer_name": "*", "enable": False}], "algorithm": "max"}
     else:
         return None
     cfg["quant_cfg"] = list(cfg["quant_cfg"])
-    if inputs.weights in ("int4_awq", "w4a8_awq"):
+    if fmt.scales == "group":
         _set_awq_block_size(cfg, inputs.awq_block_size)
     if inputs.kv_cache == "fp8":
         cfg["quant_cfg"] += copy.deepcopy(list(mtq.FP8_KV_CFG["quant_cfg"]))

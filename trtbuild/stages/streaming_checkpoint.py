@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from trtbuild.errors import CheckpointError
-from trtbuild.stages.checkpoint_layout import ModelDims
+from trtbuild.formats import calibrated_weights
+from trtbuild.model.architectures import checkpoint_architectures
+from trtbuild.model.config import ModelDims
 from trtbuild.stages.safetensors_stream import (
     ITEMSIZE,
     OutputTensor,
@@ -40,9 +42,6 @@ from trtbuild.stages.safetensors_stream import (
 )
 
 CHUNK_BYTES = 4 << 20
-STREAMING_ARCHITECTURES = frozenset(
-    {"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"})
-NO_CALIBRATION_WEIGHTS = ("none", "int8_wo", "int4_wo")
 SOURCE_DTYPES = frozenset(ITEMSIZE)
 SAFETENSORS_DTYPE = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 # Config keys ModelOpt reads through transformers' config object. Required: when absent, transformers
@@ -87,16 +86,16 @@ class RankPlan:
 def streaming_problem(hf_cfg: dict[str, Any], dims: ModelDims, *, weights: str, kv_cache: str, dtype: str,
                       tp: int, sources: dict[str, SourceTensor] | None) -> str | None:
     """Why the streaming converter cannot produce ModelOpt's exact output for this request, or None."""
-    if weights not in NO_CALIBRATION_WEIGHTS or kv_cache != "none":
+    if weights in calibrated_weights() or kv_cache != "none":
         return f"quantization.weights={weights}, kv_cache={kv_cache} needs calibration"
-    if dims.architecture not in STREAMING_ARCHITECTURES:
+    if dims.architecture not in checkpoint_architectures():
         return f"{dims.architecture} has no streaming layout"
     if dtype not in ("float16", "bfloat16"):
         return f"dtype {dtype} is not exported by ModelOpt"
     if sources is None:
         return "the weights are not safetensors"
     missing = [k for k in REQUIRED_KEYS if hf_cfg.get(k) is None]
-    if dims.experts:
+    if dims.num_experts:
         missing += [k for k in ("num_local_experts", "num_experts_per_tok") if hf_cfg.get(k) is None]
     if missing:
         return f"config.json lacks {', '.join(missing)} (transformers would fill in class defaults)"
@@ -104,8 +103,8 @@ def streaming_problem(hf_cfg: dict[str, Any], dims: ModelDims, *, weights: str, 
     unusual += [k for k in ("attention_bias", "mlp_bias") if hf_cfg.get(k)]
     if unusual:
         return f"config.json sets {', '.join(unusual)}"
-    if dims.experts % tp:
-        return f"{dims.experts} experts are not divisible by tp={tp}"
+    if dims.num_experts % tp:
+        return f"{dims.num_experts} experts are not divisible by tp={tp}"
     odd = sorted({s.dtype for s in sources.values()} - SOURCE_DTYPES)
     if odd:
         return f"source tensors of dtype {', '.join(odd)}"
@@ -120,28 +119,28 @@ def modelopt_config(hf_cfg: dict[str, Any], dims: ModelDims, *, decoder_type: st
     if isinstance(scaling, dict) and "type" in scaling and dims.model_type in _ROPE_TYPE_COPIED:
         scaling = dict(scaling)
         scaling["rope_type"] = scaling["type"]
-    moe = dims.experts > 0
+    moe = dims.num_experts > 0
     config: dict[str, Any] = {
         "producer": {"name": "modelopt", "version": "0.47.0"},
         "architecture": dims.architecture,
         "dtype": dtype,
         "logits_dtype": "float16" if dtype == "bfloat16" else dtype,
-        "num_hidden_layers": dims.layers,
-        "num_attention_heads": dims.heads,
-        "num_key_value_heads": dims.kv_heads,
-        "hidden_size": dims.hidden,
+        "num_hidden_layers": dims.num_layers,
+        "num_attention_heads": dims.num_heads,
+        "num_key_value_heads": dims.num_kv_heads,
+        "hidden_size": dims.hidden_size,
         "norm_epsilon": hf_cfg["rms_norm_eps"],
-        "vocab_size": dims.vocab,
+        "vocab_size": dims.vocab_size,
         "max_position_embeddings": hf_cfg["max_position_embeddings"] or 2048,
         "hidden_act": "swiglu" if moe else hf_cfg["hidden_act"],
         "use_parallel_embedding": True,
         "embedding_sharding_dim": 0,
         "head_size": dims.head_dim,
-        "intermediate_size": dims.intermediate,
+        "intermediate_size": dims.intermediate_size,
         "position_embedding_type": "rope_gpt_neox",
         "share_embedding_table": False,
         "residual_mlp": False,
-        "bias": dims.dense_bias,
+        "bias": dims.o_bias,
         "rotary_pct": 1.0,
         "rank": tp * pp - 1,
         "decoder": decoder_type,
@@ -190,62 +189,62 @@ def _plan_rank(d: ModelDims, sources: dict[str, SourceTensor], wd: str, rank: in
         return t * n // tp, (t + 1) * n // tp
 
     def vocab(name: str, src: str) -> None:
-        per = -(-d.vocab // tp)  # rows padded with zeros to a multiple of tp
+        per = -(-d.vocab_size // tp)  # rows padded with zeros to a multiple of tp
         first, last = t * per, (t + 1) * per
-        out(name, (per, d.hidden))
-        real = max(0, min(last, d.vocab) - first)
+        out(name, (per, d.hidden_size))
+        real = max(0, min(last, d.vocab_size) - first)
         if real:
             piece(name, src, rows=(first, first + real))
         if real < per:
-            plan.zeros.append((name, real * d.hidden, (per - real) * d.hidden))
+            plan.zeros.append((name, real * d.hidden_size, (per - real) * d.hidden_size))
 
-    hd, q_heads = d.head_dim, d.heads // tp
-    if d.kv_heads >= tp:
-        kv_rows = (t * (d.kv_heads // tp) * hd, (t + 1) * (d.kv_heads // tp) * hd)
+    hd, q_heads = d.head_dim, d.num_heads // tp
+    if d.num_kv_heads >= tp:
+        kv_rows = (t * (d.num_kv_heads // tp) * hd, (t + 1) * (d.num_kv_heads // tp) * hd)
     else:  # duplicated: rank t holds KV head t // (tp / kv_heads)
-        head = t // (tp // d.kv_heads)
+        head = t // (tp // d.num_kv_heads)
         kv_rows = (head * hd, (head + 1) * hd)
     kv_r = kv_rows[1] - kv_rows[0]
-    inter = d.intermediate // tp
+    inter = d.intermediate_size // tp
     if stage == 0:
         vocab("transformer.vocab_embedding.weight", "model.embed_tokens.weight")
-    per_stage = d.layers // pp
+    per_stage = d.num_layers // pp
     for local in range(per_stage):
         src, dst = f"model.layers.{stage * per_stage + local}.", f"transformer.layers.{local}."
-        piece(out(dst + "input_layernorm.weight", (d.hidden,)), src + "input_layernorm.weight")
-        piece(out(dst + "post_layernorm.weight", (d.hidden,)), src + "post_attention_layernorm.weight")
+        piece(out(dst + "input_layernorm.weight", (d.hidden_size,)), src + "input_layernorm.weight")
+        piece(out(dst + "post_layernorm.weight", (d.hidden_size,)), src + "post_attention_layernorm.weight")
         kinds = ("weight", "bias") if d.qkv_bias else ("weight",)
         for kind in kinds:
-            shape = (q_heads * hd + 2 * kv_r, d.hidden) if kind == "weight" else (q_heads * hd + 2 * kv_r,)
+            shape = (q_heads * hd + 2 * kv_r, d.hidden_size) if kind == "weight" else (q_heads * hd + 2 * kv_r,)
             qkv = out(dst + f"attention.qkv.{kind}", shape)
             at = piece(qkv, src + f"self_attn.q_proj.{kind}", rows=(t * q_heads * hd, (t + 1) * q_heads * hd))
             at = piece(qkv, src + f"self_attn.k_proj.{kind}", rows=kv_rows, at=at)
             piece(qkv, src + f"self_attn.v_proj.{kind}", rows=kv_rows, at=at)
-        piece(out(dst + "attention.dense.weight", (d.hidden, q_heads * hd)), src + "self_attn.o_proj.weight",
-              cols=share(d.heads * hd))
+        piece(out(dst + "attention.dense.weight", (d.hidden_size, q_heads * hd)), src + "self_attn.o_proj.weight",
+              cols=share(d.num_heads * hd))
         if d.qk_norm:
             for n in ("q", "k"):
                 piece(out(dst + f"attention.{n}_layernorm.weight", (hd,)), src + f"self_attn.{n}_norm.weight")
-        if d.experts:
+        if d.num_experts:
             moe = src + "block_sparse_moe."
-            piece(out(dst + "mlp.router.weight", (d.experts, d.hidden), "F32"), moe + "gate.weight",
+            piece(out(dst + "mlp.router.weight", (d.num_experts, d.hidden_size), "F32"), moe + "gate.weight",
                   chain=(wd, "F32"))
-            fc = out(dst + "mlp.fc.weight", (d.experts, 2 * inter, d.hidden))
-            proj = out(dst + "mlp.proj.weight", (d.experts, d.hidden, inter))
-            for e in range(d.experts):
-                at = piece(fc, moe + f"experts.{e}.w3.weight", rows=share(d.intermediate),
-                           at=e * 2 * inter * d.hidden)
-                piece(fc, moe + f"experts.{e}.w1.weight", rows=share(d.intermediate), at=at)
-                piece(proj, moe + f"experts.{e}.w2.weight", cols=share(d.intermediate), at=e * d.hidden * inter)
+            fc = out(dst + "mlp.fc.weight", (d.num_experts, 2 * inter, d.hidden_size))
+            proj = out(dst + "mlp.proj.weight", (d.num_experts, d.hidden_size, inter))
+            for e in range(d.num_experts):
+                at = piece(fc, moe + f"experts.{e}.w3.weight", rows=share(d.intermediate_size),
+                           at=e * 2 * inter * d.hidden_size)
+                piece(fc, moe + f"experts.{e}.w1.weight", rows=share(d.intermediate_size), at=at)
+                piece(proj, moe + f"experts.{e}.w2.weight", cols=share(d.intermediate_size), at=e * d.hidden_size * inter)
         else:
-            piece(out(dst + "mlp.fc.weight", (inter, d.hidden)), src + "mlp.gate_proj.weight",
-                  rows=share(d.intermediate))
-            piece(out(dst + "mlp.gate.weight", (inter, d.hidden)), src + "mlp.up_proj.weight",
-                  rows=share(d.intermediate))
-            piece(out(dst + "mlp.proj.weight", (d.hidden, inter)), src + "mlp.down_proj.weight",
-                  cols=share(d.intermediate))
+            piece(out(dst + "mlp.fc.weight", (inter, d.hidden_size)), src + "mlp.gate_proj.weight",
+                  rows=share(d.intermediate_size))
+            piece(out(dst + "mlp.gate.weight", (inter, d.hidden_size)), src + "mlp.up_proj.weight",
+                  rows=share(d.intermediate_size))
+            piece(out(dst + "mlp.proj.weight", (d.hidden_size, inter)), src + "mlp.down_proj.weight",
+                  cols=share(d.intermediate_size))
     if stage == pp - 1:
-        piece(out("transformer.ln_f.weight", (d.hidden,)), "model.norm.weight")
+        piece(out("transformer.ln_f.weight", (d.hidden_size,)), "model.norm.weight")
         vocab("lm_head.weight", "model.embed_tokens.weight" if tied else "lm_head.weight")
     return plan
 

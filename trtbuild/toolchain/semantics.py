@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from trtbuild.contracts.trtllm import recorded_gemm_plugin
+from trtbuild.formats import fp8_family_algos
 
-FP8_CONTEXT_FMHA_ALGOS = frozenset({"FP8", "W4A8_AWQ", "NVFP4"})
 REDUCE_FUSION_ARCHS = frozenset({"LlamaForCausalLM", "Gemma2ForCausalLM", "MedusaForCausalLM"})
 _NO_ROPE_FACTOR = ("su", "longrope", "llama3")
 
@@ -144,7 +144,7 @@ def _context_fmha_rules(plug: dict[str, Any], put: Any, *, algo: str | None, kv_
     if not plug.get("context_fmha", True):
         put(plug, p, "use_fp8_context_fmha", False, "context FMHA is off")
         put(plug, p, "use_paged_context_fmha", False, "context FMHA is off")
-    elif algo not in FP8_CONTEXT_FMHA_ALGOS:
+    elif algo not in fp8_family_algos():
         if plug.get("use_fp8_context_fmha"):
             put(plug, p, "use_fp8_context_fmha", False, f"quant_algo {algo} is not FP8, W4A8_AWQ or NVFP4")
         if plug.get("use_paged_context_fmha") and fp8_kv:

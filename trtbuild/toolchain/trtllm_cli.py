@@ -60,7 +60,6 @@ FEATURE_FLAGS: dict[str, bool] = {
     "use_fused_mlp": True,
     "pp_reduce_scatter": False,
 }
-DEPRECATED_FLAGS = ("--paged_kv_cache", "--gather_generation_logits")
 
 
 class TrtllmUsageError(Exception):

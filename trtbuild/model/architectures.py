@@ -8,9 +8,9 @@ Each entry ties the ``architectures[0]`` of an HF ``config.json`` to
   derives it with ``modelopt.torch.export.model_utils.get_model_type``, a case-insensitive substring match
   over ``MODEL_NAME_TO_TYPE`` in insertion order; the values below are what that function returns for
   each class name (Mistral and Mixtral export as ``llama``, Qwen2 and Qwen3 as ``qwen``);
-* the recipe weight/KV formats valid for the family on the engine path, from the legacy TRT-backend
-  precision matrix (facts/trtllm-1.2.md §4) and, for Qwen, the per-model matrix in TensorRT-LLM's
-  ``examples/models/core/qwen/README.md``.
+* the recipe weight/KV formats valid for the family on the engine path: derived from the format table
+  (``trtbuild/formats.py``, ``WeightFormat.families``; legacy TRT-backend precision matrix, facts/trtllm-1.2.md
+  §4, and for Qwen the per-model matrix in TensorRT-LLM's ``examples/models/core/qwen/README.md``).
 
 Whether a format also runs on a given GPU is a separate question (``GpuSpec.supports_weights``).
 """
@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trtbuild.errors import UnsupportedArchitecture
-
-_ALL_KV = frozenset({"none", "fp8", "int8"})
+from trtbuild.formats import KV_FORMATS, WEIGHT_FORMATS, formats_for_family
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,38 @@ class ArchSpec:
     """Key into TensorRT-LLM's ``MODEL_MAP``; the checkpoint config's ``architecture``."""
     modelopt_decoder_type: str
     """``decoder_type`` for ``export_tensorrt_llm_checkpoint`` (ModelOpt 0.47)."""
-    weight_formats: frozenset[str]
-    """Recipe ``quantization.weights`` values valid on the engine path for this family."""
-    kv_formats: frozenset[str]
-    """Recipe ``quantization.kv_cache`` values valid on the engine path for this family."""
     moe: bool
     """Mixture-of-experts model (expert parallelism, router kept in FP32)."""
     notes: str
     """Caveats shown in plans and ``trtbuild models``."""
+    checkpoint_refusal: str = ""
+    """Why trtbuild's checkpoint stage cannot convert this architecture (empty: it converts it, with the
+    tensor layout in ``stages/checkpoint_layout.py`` checked against the HF weights, by ModelOpt and by the
+    streaming converter alike). The planner refuses engine targets for such an architecture."""
+
+    checkpoint_excludes: frozenset[str] = frozenset()
+    """Weight formats the checkpoint stage refuses for this architecture (every other format's export was
+    checked against the HF weights)."""
+
+    @property
+    def checkpoint_formats(self) -> frozenset[str]:
+        """Weight formats the checkpoint stage converts for this architecture (none when it refuses it)."""
+        return frozenset(WEIGHT_FORMATS) - self.checkpoint_excludes if self.checkpoint else frozenset()
+
+    @property
+    def checkpoint(self) -> bool:
+        """The checkpoint stage converts this architecture (so engine targets can be planned)."""
+        return not self.checkpoint_refusal
+
+    @property
+    def weight_formats(self) -> frozenset[str]:
+        """Recipe ``quantization.weights`` values valid on the engine path for this family (formats table)."""
+        return formats_for_family(self.family)
+
+    @property
+    def kv_formats(self) -> frozenset[str]:
+        """Recipe ``quantization.kv_cache`` values valid on the engine path for this family (every one)."""
+        return frozenset(KV_FORMATS)
 
 
 _CATALOG: tuple[ArchSpec, ...] = (
@@ -52,9 +75,6 @@ _CATALOG: tuple[ArchSpec, ...] = (
         family="llama",
         trtllm_architecture="LlamaForCausalLM",
         modelopt_decoder_type="llama",
-        weight_formats=frozenset(
-            {"none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4", "int8_wo", "int4_wo"}),
-        kv_formats=_ALL_KV,
         moe=False,
         notes="Llama 1/2/3/3.1/3.2/3.3 text models. Llama 3.1+ RoPE scaling (rope_type llama3) must "
               "survive export as rotary_scaling.",
@@ -64,8 +84,6 @@ _CATALOG: tuple[ArchSpec, ...] = (
         family="mistral",
         trtllm_architecture="MistralForCausalLM",
         modelopt_decoder_type="llama",
-        weight_formats=frozenset({"none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "int8_wo", "int4_wo"}),
-        kv_formats=_ALL_KV,
         moe=False,
         notes="Built by TensorRT-LLM's Llama model class. No NVFP4 on the engine path. Mistral 7B v0.1 "
               "uses a 4096-token sliding window; v0.2+ has none.",
@@ -75,20 +93,19 @@ _CATALOG: tuple[ArchSpec, ...] = (
         family="mixtral",
         trtllm_architecture="MixtralForCausalLM",
         modelopt_decoder_type="llama",
-        weight_formats=frozenset({"none", "fp8", "nvfp4", "int8_wo", "int4_wo"}),
-        kv_formats=_ALL_KV,
         moe=True,
         notes="Sparse MoE (8 experts, top-2). No SmoothQuant or AWQ on the engine path; the router stays "
               "FP32 and is never quantized. ModelOpt warns that MoE quantization other than FP8 may be "
               "unsupported.",
+        # ModelOpt 0.47's int8_sq export crashes on the stacked experts (RuntimeError: size of tensor a (256)
+        # must match b (512)), and the AWQ/W4A8 expert layout it writes is unchecked.
+        checkpoint_excludes=frozenset({"int8_sq", "int4_awq", "w4a8_awq"}),
     ),
     ArchSpec(
         hf_architecture="Qwen2ForCausalLM",
         family="qwen2",
         trtllm_architecture="Qwen2ForCausalLM",
         modelopt_decoder_type="qwen",
-        weight_formats=frozenset({"none", "fp8", "int4_awq", "int8_sq", "int8_wo", "int4_wo"}),
-        kv_formats=_ALL_KV,
         moe=False,
         notes="Qwen2 and Qwen2.5 (bias on q/k/v). Some sizes do not support every INT4-AWQ + TP "
               "combination; no NVFP4 or W4A8-AWQ on the engine path.",
@@ -98,8 +115,6 @@ _CATALOG: tuple[ArchSpec, ...] = (
         family="qwen3",
         trtllm_architecture="Qwen3ForCausalLM",
         modelopt_decoder_type="qwen",
-        weight_formats=frozenset({"none", "fp8", "nvfp4"}),
-        kv_formats=_ALL_KV,
         moe=False,
         notes="Dense Qwen3 (engine path since TensorRT-LLM 1.0; q/k RMSNorm per head). TensorRT-LLM's "
               "Qwen matrix lists BF16/FP8/NVFP4 only, Hopper and newer. ModelOpt 0.47's TRT-LLM exporter "
@@ -110,11 +125,12 @@ _CATALOG: tuple[ArchSpec, ...] = (
         family="gemma2",
         trtllm_architecture="Gemma2ForCausalLM",
         modelopt_decoder_type="gemma2",
-        weight_formats=frozenset({"none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "int8_wo", "int4_wo"}),
-        kv_formats=_ALL_KV,
         moe=False,
         notes="Four RMSNorms per layer, tied embeddings, attention and final logit soft-capping, sliding "
               "window (4096) on alternate layers. No NVFP4 on the engine path.",
+        checkpoint_refusal="ModelOpt 0.47's TensorRT-LLM export has no config writer for decoder 'gemma2' unless "
+                           "tensorrt_llm is importable; on this path it raises NotImplementedError ('Cannot export "
+                           "tensorrt_llm checkpoint for model gemma2') after loading and calibrating the model",
     ),
 )
 
@@ -129,6 +145,11 @@ def supported_architectures() -> tuple[str, ...]:
 def all_architectures() -> tuple[ArchSpec, ...]:
     """Every catalog entry, in catalog order."""
     return _CATALOG
+
+
+def checkpoint_architectures() -> tuple[str, ...]:
+    """The HF architecture names the checkpoint stage converts, in catalog order."""
+    return tuple(spec.hf_architecture for spec in _CATALOG if spec.checkpoint)
 
 
 def find_architecture(hf_arch: str) -> ArchSpec | None:

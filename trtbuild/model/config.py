@@ -22,6 +22,14 @@ from typing import Any
 from trtbuild.errors import PlanError
 from trtbuild.fsutil import read_regular_file
 
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "tokenizer.model", "spiece.model", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja",
+    "chat_template.json", "generation_config.json", "config.json",
+)
+"""The files of an HF model directory that make up its tokenizer, chat template and generation defaults:
+what the checkpoint stage copies beside a checkpoint and the repository stage copies into a repository."""
+
 MAX_CONFIG_BYTES = 1 << 20
 """A config.json larger than this (1 MiB) is refused: it is not a model config."""
 
@@ -73,6 +81,11 @@ class ModelDims:
             return None
         value: dict[str, Any] = json.loads(self.rope_scaling_json)
         return value
+
+    @property
+    def rope_base(self) -> float:
+        """rope_theta, or 10000 (the transformers default) when the config has none."""
+        return 10000.0 if self.rope_theta is None else self.rope_theta
 
     @property
     def is_moe(self) -> bool:
