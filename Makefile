@@ -56,8 +56,10 @@ system-deps:
 	      || echo "WARNING: could not install docker-registry/skopeo/jq: registry and workflow tests will be SKIPPED"; \
 	    else echo "WARNING: docker-registry/skopeo/jq missing and not root: registry and workflow tests will be SKIPPED"; fi; }
 
-test: venv system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+# vLLM's environment too: the vLLM tests and the client-contract suite's vLLM server run in `make test`
+# (TRTBUILD_REQUIRE_VLLM=1 turns their "not installed" skip into a failure).
+test: venv vllm-venv system-deps
+	TRTBUILD_REQUIRE_VLLM=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

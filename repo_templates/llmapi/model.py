@@ -37,6 +37,7 @@ streaming=..., kv_cache_retention_config=...) → RequestOutput, async-iterable,
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import uuid
@@ -46,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
-from trtbuild_prompt import RETENTION, PromptBuilder, RequestError
+from trtbuild_prompt import RETENTION, PromptBuilder, RequestError, check_sampling
 from trtbuild_text import (
     NO_END,
     NO_EXPIRY,
@@ -78,6 +79,13 @@ def _input(request, name):
 def _error(message: str, code=None):
     error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
     return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+def _text_tensor(text: str):
+    """`text_output` is 1-D, one UTF-8 string (NVIDIA's clients read `text_output[0].decode()`)."""
+    out = np.empty(1, dtype=object)
+    out[0] = text.encode("utf-8")
+    return out
 
 
 def _scalar(arr, row: int):
@@ -146,6 +154,10 @@ class Job:
                       length_penalty=s["length_penalty"], logprobs=1 if self.log_probs else None,
                       detokenize=False, **_sampling(s))
         self.params = {k: (float(v) if k.endswith("penalty") else v) for k, v in params.items() if v is not None}
+        if "embedding_bias" in arrays and np.any(arrays["embedding_bias"][row]):
+            import torch  # the LLM API's SamplingParams.embedding_bias: a vocabulary-sized tensor added to the logits
+
+            self.params["embedding_bias"] = torch.from_numpy(np.ascontiguousarray(arrays["embedding_bias"][row]))
         self.retention = _retention_row(arrays, row)
         self.is_cancelled = None
         self.send = None
@@ -235,7 +247,10 @@ class TritonPythonModel:
         parsed, where = [], []
         for i, request in enumerate(requests):
             try:
-                parsed.append(self.builder.read_request(lambda name, request=request: _input(request, name)))
+                get = functools.partial(_input, request)
+                parsed.append(self.builder.read_request(get))
+                # what the executor refuses is refused here too (beam_width > 1 gets the Job's own message)
+                check_sampling(get, parsed[-1]["out_len"], max_beam_width=1 << 30)
                 where.append(i)
             except RequestError as exc:
                 out[i] = exc
@@ -406,7 +421,7 @@ class TritonPythonModel:
 
     @staticmethod
     def _response(job: Job, text: str, count: int, out: Generated, new: list | None = None):
-        tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
+        tensors = [pb_utils.Tensor("text_output", _text_tensor(text))]
         if job.count_input:
             tensors.append(pb_utils.Tensor("num_input_tokens", np.array([[len(job.prompt)]], dtype=np.int32)))
         if job.count_output:

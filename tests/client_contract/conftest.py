@@ -17,12 +17,24 @@ need the tokenizer (exact stop-word cuts, a cut that lands inside a character) u
 The local servers run the model in float32: the reference decodes a wave of requests as one left-padded
 batch, and in bfloat16 a padded row's greedy tokens can differ from the same prompt alone (as they can on
 a real engine), which would make "a batched row equals the single request" a test of rounding.
+
+Three servers run the same suite (the session fixture `contract` is parametrized by backend, test ids
+`[engine]`, `[vllm]`, `[llmapi]`):
+- `engine`: the engine-path repository (the CPU reference above, or the --contract-* server);
+- `vllm`: the vLLM repository of the same SmolLM2 checkpoint (fp32, enforce_eager), served by vLLM's CPU
+  build in .venv-vllm (`make vllm-venv`); without it these tests skip with that reason, and fail instead
+  when TRTBUILD_REQUIRE_VLLM=1 (`make test` sets it);
+- `llmapi`: the LLM-API repository (planned for h100) served with the TEST DOUBLE of `tensorrt_llm`
+  (tests/llmapi/fake_trtllm: transformers on CPU behind the LLM API's interface).
+Checks a backend legitimately cannot meet say so with `only(contract, ...)` (e.g. the engine path's
+preprocessing/postprocessing models exist only there; the one-step ensemble of vLLM / LLM-API streams).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +46,9 @@ import pytest
 from . import nvclient
 
 ROOT = Path(__file__).resolve().parents[2]
+BACKENDS = ("engine", "vllm", "llmapi")
+ONE_STEP = ("vllm", "llmapi")
+"""Backends whose `ensemble` is one step over `tensorrt_llm_bls` (no preprocessing/postprocessing models)."""
 RECIPE = """\
 recipe: 1
 name: contract
@@ -60,6 +75,7 @@ class Contract:
     tokenizer: Any = None
     local: bool = False
     """The suite started this server on SmolLM2 itself (model-specific preconditions hold)."""
+    backend: str = "engine"
     cache: dict[Any, nvclient.Answer] = field(default_factory=dict)
 
     def decoupled(self, model: str) -> bool:
@@ -102,36 +118,87 @@ def _tokenizer(path: Path | None) -> Any:
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
+def only(contract: Contract, *backends: str, why: str) -> None:
+    """Skip a check the server's backend legitimately cannot meet, with the reason."""
+    if contract.backend not in backends:
+        pytest.skip(f"{contract.backend} backend: {why}")
+
+
 def render(tmp: Path, model_dir: Path, *, streaming: bool, instances: int, tokenizer_dir: Path | None = None,
-           batch: int = 8, extra: str = "") -> Path:
+           batch: int = 8, extra: str = "", backend: str = "engine") -> Path:
     from trtbuild.plan.planner import make_plan
     from trtbuild.recipe.loader import load_recipe
-    from trtbuild.repository import render_repository
 
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "model").symlink_to(Path(model_dir).resolve(), target_is_directory=True)
     recipe = RECIPE.format(streaming="true" if streaming else "false", n=instances, batch=batch, extra=extra)
     (tmp / "recipe.yaml").write_text(recipe, encoding="utf-8")
     out = tmp / "repo"
-    render_repository(make_plan(load_recipe(tmp / "recipe.yaml"), "cpu"), out_dir=out,
-                      tokenizer_dir=tokenizer_dir or model_dir, hf_model_dir=model_dir)
+    if backend == "vllm":
+        from trtbuild.backends.vllm.render import render_vllm_repository
+
+        render_vllm_repository(make_plan(load_recipe(tmp / "recipe.yaml"), "cpu"), out_dir=out, hf_model_dir=model_dir)
+    elif backend == "llmapi":
+        from trtbuild.backends.llmapi.render import render_llmapi_repository
+
+        render_llmapi_repository(make_plan(load_recipe(tmp / "recipe.yaml"), "h100"), out_dir=out,
+                                 hf_model_dir=model_dir)
+    else:
+        from trtbuild.repository import render_repository
+
+        render_repository(make_plan(load_recipe(tmp / "recipe.yaml"), "cpu"), out_dir=out,
+                          tokenizer_dir=tokenizer_dir or model_dir, hf_model_dir=model_dir)
     return out
 
 
-def serve(repo: Path, install: Any = None) -> Iterator[Any]:
+def _sibling(directory: str) -> None:
+    """tests/vllm and tests/llmapi helpers (plain modules there, not packages)."""
+    path = str(ROOT / "tests" / directory)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+def vllm_env_or_skip() -> Path:
+    """.venv-vllm, or skip with the reason (fail instead under TRTBUILD_REQUIRE_VLLM=1, as `make test` runs)."""
+    _sibling("vllm")
+    from vllm_helpers import require_vllm
+
+    return Path(require_vllm())
+
+
+def serve(repo: Path, install: Any = None, backend: str = "engine",
+          tmp: Path | None = None) -> Iterator[Any]:
     from trtbuild.repository.server import TritonServer
 
-    server = TritonServer(repo, install=install, env={"TRTBUILD_REFERENCE_THREADS": "1"})
+    kwargs: dict[str, Any] = {}
+    if backend == "vllm":
+        kwargs["python_env"] = vllm_env_or_skip()
+    elif backend == "llmapi":
+        _sibling("vllm")
+        _sibling("llmapi")
+        from llmapi_helpers import double_env
+
+        from trtbuild.repository.server import pytriton_install
+
+        install = pytriton_install()
+        kwargs["python_env"] = double_env(tmp or repo.parent)
+    server = TritonServer(repo, install=install, env={"TRTBUILD_REFERENCE_THREADS": "1"}, **kwargs)
     try:
-        server.start(timeout=300)
+        server.start(timeout=600 if backend == "vllm" else 300)  # vLLM loads in 25-125 s on 2 busy cores
         yield server
     finally:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=BACKENDS)
 def contract(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
-    """The (streaming) server under test."""
+    """The (streaming) server under test, per backend."""
+    backend = request.param
+    if backend != "engine":
+        if external(request.config):
+            pytest.skip("--contract-repository/--contract-url: the suite runs against that server only")
+        yield from _one_step_server(tmp_path_factory, backend, streaming=True)
+        return
     url = _option(request.config, "--contract-url")
     repository = _option(request.config, "--contract-repository")
     tokenizer_dir = _option(request.config, "--contract-tokenizer")
@@ -160,6 +227,9 @@ def contract(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 def contract_unary(request: pytest.FixtureRequest, contract: Contract,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contract]:
     """A non-decoupled server (gRPC ModelInfer and HTTP infer work on it)."""
+    if contract.backend != "engine":
+        yield from _one_step_server(tmp_path_factory, contract.backend, streaming=False)
+        return
     if external(request.config):
         if contract.decoupled("tensorrt_llm_bls"):
             pytest.skip("the server under test is decoupled: the unary checks need a runtime.streaming: false build")
@@ -171,6 +241,20 @@ def contract_unary(request: pytest.FixtureRequest, contract: Contract,
     repo = render(tmp_path_factory.mktemp("contract-unary"), model, streaming=False, instances=1)
     for server in serve(repo):
         yield Contract(grpc=server.grpc_url, http=server.http_url, tokenizer=contract.tokenizer, local=True)
+
+
+def _one_step_server(factory: pytest.TempPathFactory, backend: str, *, streaming: bool) -> Iterator[Contract]:
+    """The vLLM or LLM-API repository of SmolLM2 (fp32), served (vLLM: .venv-vllm; LLM-API: the double)."""
+    if backend == "vllm":
+        vllm_env_or_skip()
+    from trtbuild.demo.smollm2 import smollm2_checkpoint
+
+    model = smollm2_checkpoint()
+    tmp = factory.mktemp(f"contract-{backend}{'' if streaming else '-unary'}")
+    repo = render(tmp, model, streaming=streaming, instances=1, backend=backend)
+    for server in serve(repo, backend=backend, tmp=tmp):
+        yield Contract(grpc=server.grpc_url, http=server.http_url, tokenizer=_tokenizer(model), local=True,
+                       backend=backend)
 
 
 # ----------------------------------------------------------------------------------- stand-in

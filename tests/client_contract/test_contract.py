@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from . import nvclient
-from .conftest import Contract
+from .conftest import ONE_STEP, Contract, only
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +48,15 @@ def test_both_entry_points_generate_the_same_text(contract: Contract) -> None:
         assert contract.ask(ENSEMBLE, prompt, N, **COUNTS).text() == contract.ask(BLS, prompt, N, **COUNTS).text()
 
 
+@pytest.mark.parametrize("model", [BLS, ENSEMBLE])
 @pytest.mark.parametrize("via", ["grpc", "http_stream"])
-def test_bls_stream_joins_to_the_non_streamed_text_and_usage(contract: Contract, via: str) -> None:
+def test_stream_joins_to_the_non_streamed_text_and_usage(contract: Contract, via: str, model: str) -> None:
     """Every chunk is whole characters ([E2E] decodes each one); [OAI] sums num_output_tokens."""
+    if model == ENSEMBLE:
+        only(contract, *ONE_STEP, why="the engine path's ensemble refuses to stream (next test)")
     for prompt in PROMPTS:
-        whole = _ok(contract.ask(BLS, prompt, N, **COUNTS))
-        streamed = _ok(contract.ask(BLS, prompt, N, via=via, stream=True, **COUNTS))
+        whole = _ok(contract.ask(model, prompt, N, **COUNTS))
+        streamed = _ok(contract.ask(model, prompt, N, via=via, stream=True, **COUNTS))
         assert streamed.text() == whole.text(), prompt
         assert streamed.completion_tokens[0] == whole.completion_tokens[0], prompt
         assert streamed.prompt_tokens == whole.prompt_tokens
@@ -63,6 +66,7 @@ def test_bls_stream_joins_to_the_non_streamed_text_and_usage(contract: Contract,
 @pytest.mark.parametrize("via", ["grpc", "http_stream"])
 def test_ensemble_refuses_to_stream_and_names_the_bls(contract: Contract, via: str) -> None:
     """Its stateless postprocessing cannot stream split characters exactly (see ensembles/ensemble.yaml)."""
+    only(contract, "engine", why="its ensemble is one step over the model that streams (it streams correctly)")
     answer = contract.ask(ENSEMBLE, CUTTING[0], N, via=via, stream=True)
     assert answer.error and "tensorrt_llm_bls" in answer.error
     assert "Traceback" not in answer.error
@@ -166,6 +170,7 @@ def test_nvidia_optional_inputs_are_accepted_or_refused_clearly(contract: Contra
 def test_preprocessing_and_postprocessing_called_directly(contract: Contract) -> None:
     """[E2E-TEST]: preprocessing's outputs (DECODER_INPUT_ID included) feed tensorrt_llm; postprocessing's
     OUTPUT equals the ensemble's text_output."""
+    only(contract, "engine", why="no preprocessing/postprocessing models: the ensemble is one step over the model")
     import tritonclient.grpc as grpcclient
 
     prompt = CUTTING[0]

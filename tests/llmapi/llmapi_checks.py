@@ -25,8 +25,8 @@ def streamed_chunks_are_utf8_and_join_to_the_unary_text(server: Any) -> None:
                                         return_num_output_tokens=True)
             assert error is None and len(streamed) > 2, error
             for item in streamed:
-                assert item["text_output"].shape == (1, 1)
-                bytes(item["text_output"][0, 0]).decode("utf-8")
+                assert item["text_output"].shape == (1,)
+                bytes(item["text_output"][0]).decode("utf-8")
             assert joined(streamed) == joined(unary)
             assert count(streamed) == count(unary) > 0
             assert len({int(i["num_input_tokens"][0, 0]) for i in streamed + unary}) == 1
@@ -73,7 +73,7 @@ def _first_tokens(server: Any, prompt: str) -> list[str]:
     out, _ = responses(server, "ensemble", prompt, 30, stream=True, return_num_output_tokens=True)
     chunks = []
     for item in out[:-1]:
-        text = bytes(item["text_output"][0, 0]).decode()
+        text = bytes(item["text_output"][0]).decode()
         one = count([item]) == 1 and len(tokenizer(text, add_special_tokens=False).input_ids) == 1
         chunks.append(text if one else "")
     return chunks
@@ -95,7 +95,7 @@ def stop_words_end_after_the_word(server: Any) -> None:
 
 def end_id_stops_before_the_token(server: Any) -> None:
     out, _ = responses(server, "ensemble", "a b c d e f g", 30, stream=True, return_num_output_tokens=True)
-    texts = [bytes(i["text_output"][0, 0]).decode() for i in out]
+    texts = [bytes(i["text_output"][0]).decode() for i in out]
     chunks = _first_tokens(server, "a b c d e f g")
     k = next(i for i, c in enumerate(chunks) if c and i >= 2 and c not in "".join(texts[:i]))
     end_id = _tokenizer(server)(chunks[k], add_special_tokens=False).input_ids[0]
@@ -109,7 +109,7 @@ def bad_words_of_one_token_are_banned_longer_ones_refused(server: Any) -> None:
     first = next(i for i, c in enumerate(chunks) if c)
     out, error = responses(server, "ensemble", "Hello world", 30, stream=True, bad_words=[chunks[first]])
     assert error is None, error
-    assert bytes(out[first]["text_output"][0, 0]).decode() != chunks[first]
+    assert bytes(out[first]["text_output"][0]).decode() != chunks[first]
     _, error = responses(server, "ensemble", "Hello world", 8, bad_words=["a much longer phrase here"])
     assert error is not None and "single tokens" in error
 

@@ -14,10 +14,16 @@ from pathlib import Path
 
 import pytest
 from repository.helpers import plan_for, write_tiny_recipe
-from vllm_helpers import VLLM_ENV, VLLM_READY, serve
+from vllm_helpers import require_vllm, serve
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+@pytest.fixture(scope="session")
+def vllm_env() -> Path:
+    """.venv-vllm; skips without it (fails under TRTBUILD_REQUIRE_VLLM=1, as `make test` runs)."""
+    return require_vllm()
+
 
 @pytest.fixture(scope="session")
 def tiny_fp32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -60,19 +66,16 @@ def reference_fp32_repo(tmp_path_factory: pytest.TempPathFactory, vllm_plan: obj
 @pytest.fixture(scope="module")
 def vllm_server(vllm_repo: Path) -> Iterator[object]:
     """A real tritonserver (nvidia-pytriton) running the vLLM repository in .venv-vllm."""
-    if not VLLM_READY:
-        pytest.skip(f"vLLM's environment {VLLM_ENV} is not installed (`make vllm-venv`)")
-    yield from serve(vllm_repo, python_env=VLLM_ENV)
+    yield from serve(vllm_repo, python_env=require_vllm())
 
 
 @pytest.fixture(scope="module")
 def unary_vllm_server(tmp_path_factory: pytest.TempPathFactory, tiny_fp32_model: Path) -> Iterator[object]:
     """The same with runtime.streaming: false (not decoupled: plain HTTP/gRPC infer)."""
-    if not VLLM_READY:
-        pytest.skip(f"vLLM's environment {VLLM_ENV} is not installed (`make vllm-venv`)")
+    env = require_vllm()
     from trtbuild.backends.vllm.render import render_vllm_repository
 
     tmp = tmp_path_factory.mktemp("vllm-unary")
     plan = plan_for(write_tiny_recipe(tmp / "recipe", tiny_fp32_model, streaming=False), "cpu")
     render_vllm_repository(plan, out_dir=tmp / "repo", hf_model_dir=tiny_fp32_model)
-    yield from serve(tmp / "repo", python_env=VLLM_ENV)
+    yield from serve(tmp / "repo", python_env=env)

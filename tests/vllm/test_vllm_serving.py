@@ -45,8 +45,8 @@ def test_streamed_chunks_are_utf8_and_join_to_the_unary_text(vllm_server: Any, t
                                     return_num_output_tokens=True)
         assert error is None and len(streamed) > 2
         for item in streamed:
-            assert item["text_output"].shape == (1, 1)       # text_output is 1-D per response
-            bytes(item["text_output"][0, 0]).decode("utf-8")  # strict: every chunk is whole characters
+            assert item["text_output"].shape == (1,)       # text_output is 1-D per response
+            bytes(item["text_output"][0]).decode("utf-8")  # strict: every chunk is whole characters
         assert joined(streamed) == joined(unary)
         assert count(streamed) == count(unary) > 0            # per-response counts sum to the total
         prompt_len = len(tokenizer(prompt).input_ids)
@@ -106,7 +106,7 @@ def _single_token_chunks(vllm_server: Any, tokenizer: Any, prompt: str) -> list[
     out, _ = responses(vllm_server, "ensemble", prompt, 40, stream=True, return_num_output_tokens=True)
     chunks = []
     for item in out[:-1]:
-        text = bytes(item["text_output"][0, 0]).decode()
+        text = bytes(item["text_output"][0]).decode()
         one = count([item]) == 1 and len(tokenizer(text, add_special_tokens=False).input_ids) == 1
         chunks.append(text if one else "")
     return chunks
@@ -128,7 +128,7 @@ def test_stop_words_stop_after_the_word(vllm_server: Any, tokenizer: Any) -> Non
 
 def test_end_id_stops_before_the_token(vllm_server: Any, tokenizer: Any) -> None:
     out, _ = responses(vllm_server, "ensemble", "a b c d e f g", 40, stream=True)
-    texts = [bytes(i["text_output"][0, 0]).decode() for i in out]
+    texts = [bytes(i["text_output"][0]).decode() for i in out]
     chunks = _single_token_chunks(vllm_server, tokenizer, "a b c d e f g")
     k = next(i for i, c in enumerate(chunks) if c and i >= 2 and c not in "".join(texts[:i]))
     end_id = tokenizer(chunks[k], add_special_tokens=False).input_ids[0]
@@ -140,13 +140,13 @@ def test_bad_words_are_never_generated(vllm_server: Any, tokenizer: Any) -> None
     plain, _ = responses(vllm_server, "ensemble", "Hello world", 40, stream=True)
     chunks = _single_token_chunks(vllm_server, tokenizer, "Hello world")
     first = next(i for i, c in enumerate(chunks) if c)
-    before = "".join(bytes(i["text_output"][0, 0]).decode() for i in plain[:first])
+    before = "".join(bytes(i["text_output"][0]).decode() for i in plain[:first])
     out, error = responses(vllm_server, "ensemble", "Hello world", 40, stream=True, bad_words=[chunks[first]],
                            return_num_output_tokens=True)
     assert error is None
     # the same tokens up to the banned one, then another token in its place
-    assert "".join(bytes(i["text_output"][0, 0]).decode() for i in out[:first]) == before
-    assert bytes(out[first]["text_output"][0, 0]).decode() != chunks[first]
+    assert "".join(bytes(i["text_output"][0]).decode() for i in out[:first]) == before
+    assert bytes(out[first]["text_output"][0]).decode() != chunks[first]
 
 
 # ---------------------------------------------------------------------------- load / cancellation

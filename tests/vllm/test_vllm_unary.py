@@ -30,8 +30,8 @@ def _http_infer(server: Any, model: str, prompt: str, max_tokens: int, **params:
 def test_plain_http_infer(unary_vllm_server: Any, model: str) -> None:
     result = _http_infer(unary_vllm_server, model, "héllo wörld ✓", 16, return_num_output_tokens=True)
     text = result.as_numpy("text_output")
-    assert text.shape == (1, 1)
-    assert bytes(text[0, 0]).decode("utf-8") == ask(unary_vllm_server, "héllo wörld ✓", 16, model=model).text
+    assert text.shape == (1,)  # 1-D: NVIDIA's clients read text_output[0]
+    assert bytes(text[0]).decode("utf-8") == ask(unary_vllm_server, "héllo wörld ✓", 16, model=model).text
     assert 0 < int(result.as_numpy("num_output_tokens")[0, 0]) <= 16
 
 

@@ -15,8 +15,23 @@ VLLM_ENV = Path(os.environ.get("TRTBUILD_VLLM_ENV", ROOT / ".venv-vllm"))
 VLLM_READY = any(VLLM_ENV.glob(".trtbuild-vllm-*-installed"))
 LOAD_TIMEOUT_S = 600
 
-needs_vllm = pytest.mark.skipif(not VLLM_READY, reason=f"vLLM's environment {VLLM_ENV} is not installed "
-                                                       "(`make vllm-venv` installs it: ~2.6 GB, 2-7 min)")
+REQUIRED = os.environ.get("TRTBUILD_REQUIRE_VLLM") == "1"
+"""`make test` sets it: a missing .venv-vllm then FAILS the vLLM tests instead of skipping them."""
+
+
+def require_vllm() -> Path:
+    """.venv-vllm, or skip with the reason (fail instead under TRTBUILD_REQUIRE_VLLM=1)."""
+    if not VLLM_READY:
+        message = (f"vLLM's environment {VLLM_ENV} is not installed (`make vllm-venv` installs it: ~2.6 GB, "
+                   "3-7 min)")
+        if REQUIRED:
+            pytest.fail(f"{message}; TRTBUILD_REQUIRE_VLLM=1 (make test): the vLLM tests must run")
+        pytest.skip(message)
+    return VLLM_ENV
+
+
+needs_vllm = pytest.mark.usefixtures("vllm_env")
+"""Mark of tests that need .venv-vllm (the fixture `vllm_env` of tests/vllm/conftest.py: require_vllm())."""
 
 
 def ask(server: Any, prompt: str, max_tokens: int = 16, model: str = "ensemble", **params: Any) -> Any:

@@ -50,7 +50,10 @@ class SamplingParams:
         unknown = [k for k in kwargs if k not in _SAMPLING_FIELDS]
         if unknown:
             raise TypeError(f"SamplingParams.__init__() got an unexpected keyword argument '{unknown[0]}'")
-        problems = check_sampling_kwargs(kwargs)
+        tensors = {k: v for k, v in kwargs.items() if "torch.Tensor" in str(_SAMPLING_FIELDS[k].get("type"))}
+        problems = check_sampling_kwargs({k: v for k, v in kwargs.items() if k not in tensors})
+        problems += [f"{k}: expected a torch.Tensor, got {type(v).__name__}" for k, v in tensors.items()
+                     if v is not None and type(v).__module__ != "torch" and type(v).__name__ != "Tensor"]
         if problems:
             raise ValueError("; ".join(problems))
         for name, spec in _SAMPLING_FIELDS.items():

@@ -111,6 +111,8 @@ class Engine:
             logits[idx] = torch.where(vals > 0, vals / params.repetition_penalty, vals * params.repetition_penalty)
         for token in set(seen):
             logits[token] -= (params.presence_penalty or 0.0) + (params.frequency_penalty or 0.0) * seen.count(token)
+        if params.embedding_bias is not None:  # added to the logits (TensorRT-LLM's embedding bias)
+            logits = logits + params.embedding_bias.to(logits.dtype)[: logits.shape[0]]
         for token in params.bad_token_ids or []:
             logits[token] = -math.inf
         if params.min_tokens and len(generated) < params.min_tokens:
