@@ -23,6 +23,13 @@ def _kib(n: int) -> str:
     return f"{n / 1024:,.0f} KiB" if n >= 1024 else f"{n} B"
 
 
+def _backend_line(name: str) -> str:
+    from trtbuild.backends import get_backend
+
+    b = get_backend(name)
+    return f"{b.description}; stages {' → '.join(b.stages)}"
+
+
 def render_plan(plan: BuildPlan, keys: dict[str, str] | None = None) -> str:
     """The plan as text. ``keys``: the cache's stage keys (``plan --status``); without them no key is shown,
     since a stage's key needs the model files' digests, which planning does not read."""
@@ -31,6 +38,7 @@ def render_plan(plan: BuildPlan, keys: dict[str, str] | None = None) -> str:
     lines: list[str] = []
     kind = "reference target, not an engine" if t["reference"] else f"SM {t['sm']}, {t['memory_gib']:g} GiB"
     lines.append(f"plan  {plan.recipe['name']} for {t['name']} ({kind})")
+    lines.append(f"  backend     {plan.backend}: {_backend_line(plan.backend)}")
     lines.append(f"  model       {m['source']}")
     lines.append(f"              {m['architecture']} ({m['family']}), {_human_count(m['parameters'])} parameters "
                  f"({m['parameters']:,}), {m['dtype']}")
