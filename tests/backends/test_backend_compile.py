@@ -77,4 +77,8 @@ def test_serve_vllm_without_its_environment_names_the_install(cli, project: Call
             cwd=tmp_path)
     assert r.returncode == 4, r.stdout + r.stderr
     assert "make vllm-venv" in r.stderr and str(empty) in r.stderr
+    assert "Traceback" not in r.stderr
+    r = cli("smoke", str(out / "cpu" / "repository"), "--prompt", "hi", env={**env, "TRTBUILD_VLLM_ENV": str(empty)},
+            cwd=tmp_path)
+    assert r.returncode == 4 and "make vllm-venv" in r.stderr, r.stdout + r.stderr
     assert os.listdir(empty) == []
