@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trtbuild.catalog.gpus import KV_FORMATS, WEIGHT_FORMATS
 from trtbuild.errors import StageError, UsageError
 
 if TYPE_CHECKING:
     from trtbuild.catalog.gpus import GpuSpec
     from trtbuild.plan.planner import BuildPlan
 
-ALL_WEIGHTS = ("none", "fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4", "int8_wo", "int4_wo")
-ALL_KV = ("none", "fp8", "int8")
+ALL_WEIGHTS = WEIGHT_FORMATS
+ALL_KV = KV_FORMATS
 ENGINE_ONLY_RULES = frozenset({
     "awq.block", "batching.paged_kv", "build.workers", "build.strip_plan", "calibration.awq_samples",
     "chunked_context.chunk_size", "chunked_context.paged_context_fmha", "gemm_plugin.quant",
