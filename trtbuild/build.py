@@ -242,24 +242,26 @@ class Builder:
                                lockfile=self.options.lockfile, progress=self.progress)
         reports: list[StageReport] = []
         fps = state.fingerprints
-        _, rep = self._stage(state, fps["fetch"], state.write_fetch_record)
-        reports.append(rep)
-        checkpoint = engine = None
-        if "checkpoint" in fps:
-            checkpoint, rep = self._stage(state, fps["checkpoint"],
-                                          lambda d: state.run_checkpoint(d, self.progress, self.options.device))
+        built: dict[str, Path] = {}
+        for stage in plan.stages:  # the backend's stages, in order (trtbuild.backends)
+            path, rep = self._stage(state, fps[stage.name], self._runner(state, stage.name, built))
+            built[stage.name] = path
             reports.append(rep)
-        if "engine" in fps:
-            assert checkpoint is not None
-            ck = checkpoint
-            engine, rep = self._stage(state, fps["engine"], lambda d: state.run_engine(ck, d, self.progress))
-            reports.append(rep)
-        _, rep = self._stage(state, fps["repository"],
-                             lambda d: state.run_repository(d, checkpoint=checkpoint, engine=engine))
-        reports.append(rep)
         out = self.options.out_dir / plan.target["key"]
         report = TargetReport(plan.target["key"], out, plan, reports, fps["repository"].key)
         return report, fps, state.artifact_json(report.fingerprint)
+
+    def _runner(self, state: TargetState, stage: str, built: dict[str, Path]) -> StageBuilder:
+        """What builds ``stage`` of ``state``'s target, given the entries of the stages before it."""
+        if stage == "fetch":
+            return state.write_fetch_record
+        if stage == "checkpoint":
+            return lambda d: state.run_checkpoint(d, self.progress, self.options.device)
+        if stage == "engine":
+            return lambda d: state.run_engine(built["checkpoint"], d, self.progress)
+        if stage == "repository":
+            return lambda d: state.run_repository(d, checkpoint=built.get("checkpoint"), engine=built.get("engine"))
+        raise AssertionError(f"no runner for stage {stage!r}")
 
     def _export(self, report: TargetReport, fps: dict[str, StageFingerprint], info: dict[str, Any]) -> None:
         """OUT/<gpu>/: repository/ (+ engine/) copied out of the store, verified, and trtbuild-artifact.json,

@@ -132,22 +132,17 @@ class TargetState:
         return manifest.build_facts()
 
     def run_repository(self, out: Path, *, checkpoint: Path | None, engine: Path | None) -> None:
-        from trtbuild.repository.render import render_repository
+        """The target's backend renders, lints and writes its repository (trtbuild.backends)."""
+        from trtbuild.backends import get_backend
 
-        reference = bool(self.plan.target["reference"])
-        tokenizer = self.model_path if reference or checkpoint is None else checkpoint / "tokenizer"
-        assert tokenizer is not None, "the model must be fetched before the repository stage"
-        # The artifact is OUT/<gpu>/{repository,engine}: the engine is referenced relative to the
-        # repository directory, so the artifact can move (launch.sh starts the server there).
-        render_repository(self.plan, out_dir=out, tokenizer_dir=tokenizer, engine_dir=engine,
-                          hf_model_dir=self.model_path if reference else None,
-                          engine_ref=None if engine is None else "../engine")
+        get_backend(self.plan.backend).render(self.plan, out_dir=out, model_dir=self.model_path,
+                                              checkpoint=checkpoint, engine=engine)
 
     def artifact_json(self, fingerprint: str) -> dict[str, Any]:
         return {
             "name": self.plan.recipe["name"], "fingerprint": fingerprint, "gpu": self.plan.target["key"],
             "gpu_name": self.plan.target["name"], "sm": self.plan.target["sm"],
-            "reference": self.plan.target["reference"], "recipe_digest": self.loaded.text_sha256,
+            "reference": self.plan.target["reference"], "backend": self.plan.backend, "recipe_digest": self.loaded.text_sha256,
             "model": {"source": self.plan.settings.model.source, "revision": self.revision},
             "versions": {"trtbuild": __version__, **self.toolchain},
             "stages": {name: fp.key for name, fp in self.fingerprints.items()},

@@ -39,10 +39,27 @@ def cmd_lint(args: Args) -> int:
 
 
 # --------------------------------------------------------------------------------------------- serve
+def _backend(manifest: Any) -> Any:
+    from trtbuild.backends import backend_of_manifest
+
+    return backend_of_manifest(manifest)
+
+
+def _python_env(repo: Path) -> Path | None:
+    """The Python environment the repository's backend serves in (vLLM: .venv-vllm); StageError naming the
+    install command when it is missing. None for a plain Triton repository or this environment."""
+    from trtbuild.repository.manifest import MANIFEST_NAME, read_manifest
+
+    if not (repo / MANIFEST_NAME).is_file():
+        return None
+    env: Path | None = _backend(read_manifest(repo)).serve_env()
+    return env
+
+
 def start_server(server: Any, timeout: float, progress: Any) -> None:
     """Start ``server`` showing which models are ready while they load (minutes for large models); a
     model that fails to load stops it with the server log's relevant lines (RepositoryError, exit 4)."""
-    kind = "CPU reference" if server.manifest.reference else "TensorRT-LLM engine"
+    kind = _backend(server.manifest).label
     with progress.waiting(f"start tritonserver ({kind}, {len(server.manifest.models)} models)",
                           status=server.loading_status):
         server.start(timeout=timeout)
@@ -52,9 +69,10 @@ def cmd_serve(args: Args) -> int:
     from trtbuild.progress import Progress
     from trtbuild.repository.server import TritonServer
 
-    server = TritonServer(_repo(args.repo), http_port=args.http_port, grpc_port=args.grpc_port,
-                          metrics_port=args.metrics_port, log_verbose=args.log_verbose)
-    kind = "CPU REFERENCE (not an engine)" if server.manifest.reference else "TensorRT-LLM engine"
+    repo = _repo(args.repo)
+    server = TritonServer(repo, http_port=args.http_port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port, log_verbose=args.log_verbose, python_env=_python_env(repo))
+    kind = "CPU REFERENCE (not an engine)" if server.manifest.reference else _backend(server.manifest).label
     print(f"starting tritonserver on {args.repo} [{kind}]; log: {server.log_path}", flush=True)
     stop = {"now": False}
 
@@ -114,7 +132,7 @@ def cmd_smoke(args: Args) -> int:
     try:
         url = args.url
         if url is None:
-            server = TritonServer(repo)
+            server = TritonServer(repo, python_env=_python_env(repo))
             start_server(server, args.timeout, progress)
             url = server.grpc_url
         with progress.waiting(f"{model}: generate up to {args.max_tokens} tokens"):

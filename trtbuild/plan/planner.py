@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from trtbuild.backends import Backend, backend_for
+from trtbuild.backends.rules import backend_rules, settings_findings
 from trtbuild.canon import Frozen, format_bytes
 from trtbuild.catalog.gpus import GpuSpec, get_gpu, gpu_to_json
 from trtbuild.errors import Diagnostic, PlanError
@@ -64,6 +66,8 @@ class BuildPlan(Frozen):
     format: int = PLAN_FORMAT
     recipe: dict[str, Any]
     target: dict[str, Any]
+    backend: str = "trtllm_engine"
+    """The serving backend of the target (trtbuild.backends): the recipe's `backend:`, else the GPU's default."""
     model: dict[str, Any]
     settings: Recipe
     """The recipe as it applies to this target: overrides merged, defaults resolved."""
@@ -329,8 +333,11 @@ def make_plan(loaded: LoadedRecipe, gpu_name: str) -> BuildPlan:
     dims = load_model_config(config_path)
     arch = get_architecture(dims.architecture)
     settings, notes = resolve_settings(recipe, dims, gpu)
+    backend = backend_for(settings, gpu)
     max_seq_len = settings.build.max_seq_len or dims.max_position_embeddings
     findings = notes + run_rules(RuleContext(settings, dims, gpu, arch, max_seq_len))
+    # the backend's rules read the recipe as written (resolve_settings fills engine defaults such as gemm_plugin)
+    findings = [f for f in findings if f.rule not in backend.drops_rules] + backend_rules(backend, recipe, gpu)
     mem = estimate_memory(_memory_inputs(settings, dims, gpu))
     findings += _memory_findings(mem, settings, dims, gpu, arch, recipe)
     order = {"error": 0, "warning": 1, "info": 2}
@@ -340,15 +347,15 @@ def make_plan(loaded: LoadedRecipe, gpu_name: str) -> BuildPlan:
          for f in findings),
         key=lambda d: (order.get(d.severity, 3), d.rule)))
     config_sha = _file_sha256(config_path)
-    stages = _stages(settings, dims, gpu, arch)
+    stages = _stages(settings, dims, gpu, arch, backend)
     feasible = not any(d.severity == "error" for d in diags)
     memory: dict[str, Any] = dict(mem.to_json())
     memory["estimated_fields"] = ["activation_bytes_per_rank", "overhead_bytes_per_rank"]
     if gpu.reference:
         memory.update({"kv_capacity_tokens": None, "max_concurrent_sequences": None, "fits": None})
-    return BuildPlan(
+    plan = BuildPlan(
         recipe={"name": settings.name, "path": str(loaded.path), "sha256": loaded.text_sha256},
-        target=gpu_to_json(gpu),
+        target=gpu_to_json(gpu), backend=backend.name,
         model={"source": settings.model.source, "config": str(config_path), "config_sha256": config_sha,
                "architecture": dims.architecture, "family": arch.family,
                "trtllm_architecture": arch.trtllm_architecture, "decoder_type": arch.modelopt_decoder_type,
@@ -357,18 +364,35 @@ def make_plan(loaded: LoadedRecipe, gpu_name: str) -> BuildPlan:
                "head_dim": dims.head_dim, "vocab_size": dims.vocab_size,
                "max_position_embeddings": dims.max_position_embeddings, "num_experts": dims.num_experts},
         settings=settings, stages=stages, memory=memory, diagnostics=diags, feasible=feasible)
+    return _with_backend_findings(plan, loaded, gpu.key, backend)
+
+
+def _with_backend_findings(plan: BuildPlan, loaded: LoadedRecipe, gpu_key: str, backend: Backend) -> BuildPlan:
+    """The plan with what the backend's settings mapping reports (``vllm.*``, ``llmapi.*``); a key a
+    ``backend.*`` error is already about is not reported twice."""
+    if any(d.rule == "backend.hardware" for d in plan.diagnostics):
+        return plan
+    covered = {d.path for d in plan.diagnostics if d.rule.startswith("backend.") and d.severity == "error"}
+    extra = [d.model_copy(update={"position": _position(loaded, gpu_key, d.path)})
+             for d in settings_findings(backend, plan) if not (d.severity == "error" and d.path in covered)]
+    if not extra:
+        return plan
+    order = {"error": 0, "warning": 1, "info": 2}
+    diags = tuple(sorted(plan.diagnostics + tuple(extra), key=lambda d: (order.get(d.severity, 3), d.rule)))
+    return plan.model_copy(update={"diagnostics": diags,
+                                   "feasible": not any(d.severity == "error" for d in diags)})
 
 
 def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -> tuple[StagePlan, ...]:
+def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec, backend: Backend) -> tuple[StagePlan, ...]:
     m, q, p, b, r = s.model, s.quantization, s.parallelism, s.build, s.runtime
     fetch = {"source": m.source, "tokenizer": m.tokenizer, "allow_pickle": m.allow_pickle,
              "trust_remote_code": m.trust_remote_code}
     stages: list[tuple[str, dict[str, Any]]] = [("fetch", fetch)]
-    if not gpu.reference:
+    if "checkpoint" in backend.stages:
         ckpt: dict[str, Any] = {"architecture": dims.architecture, "decoder_type": arch.modelopt_decoder_type,
                                 "dtype": s.dtype, "weights": q.weights, "kv_cache": q.kv_cache,
                                 "tp": p.tp, "pp": p.pp}
@@ -377,10 +401,11 @@ def _stages(s: Recipe, dims: ModelDims, gpu: GpuSpec, arch: ArchSpec) -> tuple[S
         if q.needs_calibration:
             ckpt["calibration"] = q.calibration.model_dump(mode="json")
         stages.append(("checkpoint", ckpt))
+    if "engine" in backend.stages:
         engine = {"gpu": gpu.key, "sm": gpu.sm, **b.model_dump(mode="json")}
         engine["workers"] = b.workers or p.tp * p.pp
         stages.append(("engine", engine))
-    repo = {"backend": "python-reference" if gpu.reference else "tensorrtllm",
+    repo = {"backend": backend.repository_kind,
             "world_size": 1 if gpu.reference else p.tp * p.pp,
             "max_seq_len": b.max_seq_len, "max_beam_width": b.max_beam_width,
             "runtime": r.model_dump(mode="json"), "serving": s.serving.model_dump(mode="json")}

@@ -19,14 +19,25 @@ def _human_count(n: int) -> str:
     return str(n)
 
 
+def _backend_line(name: str) -> str:
+    from trtbuild.backends import get_backend
+
+    b = get_backend(name)
+    return f"{b.description}; stages {' → '.join(b.stages)}"
+
+
 def render_plan(plan: BuildPlan, keys: dict[str, str] | None = None) -> str:
     """The plan as text. ``keys``: the cache's stage keys (``plan --status``); without them no key is shown,
     since a stage's key needs the model files' digests, which planning does not read."""
     t, m, s, mem = plan.target, plan.model, plan.settings, plan.memory
     q, p, b = s.quantization, s.parallelism, s.build
     lines: list[str] = []
-    kind = "reference target, not an engine" if t["reference"] else f"SM {t['sm']}, {t['memory_gib']:g} GiB"
+    if t["reference"]:  # the cpu target: the reference backend by default, or vLLM's CPU build
+        kind = "reference target, not an engine" if plan.backend == "reference" else "CPU, no engine"
+    else:
+        kind = f"SM {t['sm']}, {t['memory_gib']:g} GiB"
     lines.append(f"plan  {plan.recipe['name']} for {t['name']} ({kind})")
+    lines.append(f"  backend     {plan.backend}: {_backend_line(plan.backend)}")
     lines.append(f"  model       {m['source']}")
     lines.append(f"              {m['architecture']} ({m['family']}), {_human_count(m['parameters'])} parameters "
                  f"({m['parameters']:,}), {m['dtype']}")
@@ -36,7 +47,8 @@ def render_plan(plan: BuildPlan, keys: dict[str, str] | None = None) -> str:
     lines.append(f"  limits      batch {b.max_batch_size}, input {b.max_input_len}, seq {b.max_seq_len}, "
                  f"tokens/iter {b.max_num_tokens}, beam {b.max_beam_width}")
     lines.append("")
-    lines.append("memory per GPU" if not t["reference"] else "memory (host, reference)")
+    lines.append("memory per GPU" if not t["reference"] else
+                 "memory (host, reference)" if plan.backend == "reference" else "memory (host)")
     rows: list[tuple[str, str]] = [
         ("weights", _gib(mem["weights_bytes_per_rank"])),
         ("activations", "~" + _gib(mem["activation_bytes_per_rank"]) + " (estimate)"),

@@ -33,6 +33,7 @@ else:
     WeightQuant = Literal[formats.weight_names()]
     KvQuant = Literal[formats.kv_names()]
 DType = Literal["auto", "float16", "bfloat16", "float32"]
+BackendName = Literal["trtllm_engine", "reference", "vllm", "llmapi"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
@@ -425,6 +426,8 @@ class Toolchain(Section):
 class TargetOverride(Section):
     """Per-GPU overrides: any of these sections, merged key by key over the recipe's."""
 
+    backend: BackendName | None = None
+    """Overrides the recipe's serving backend for this GPU."""
     dtype: DType | None = None
     """Overrides the recipe's dtype for this GPU."""
     quantization: dict[str, Any] | None = None
@@ -452,6 +455,10 @@ class Recipe(Section):
     gpus: tuple[str, ...] = Field(default=(), max_length=64, strict=False)  # a YAML list is not a tuple
     """The GPUs this recipe is built for (names or aliases, see `trtbuild gpus`; `cpu` = the CPU reference).
     Every command (plan, compile, status, lock) builds these unless `--gpu` says otherwise."""
+    backend: BackendName | None = None
+    """What the targets serve with: `trtllm_engine` (TensorRT-LLM engine + Triton's C++ backend), `reference`
+    (the CPU reference), `vllm` (vLLM in a Triton Python model), `llmapi` (TensorRT-LLM's LLM API, PyTorch
+    backend). Default: `trtllm_engine` on GPUs, `reference` on `cpu` (see `trtbuild gpus`, README "Backends")."""
     dtype: DType = "auto"
     """Compute dtype of non-quantized parts; `auto` = the checkpoint's torch_dtype."""
     quantization: Quantization = Quantization.model_construct()
