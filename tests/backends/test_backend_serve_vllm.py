@@ -16,17 +16,17 @@ from types import SimpleNamespace
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vllm"))
-from vllm_helpers import VLLM_ENV, ask, needs_vllm  # noqa: E402
+from vllm_helpers import VLLM_ENV, ask, require_vllm  # noqa: E402
 
 from trtbuild.repository.server import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@needs_vllm
 @pytest.mark.slow
 def test_compile_and_serve_vllm_through_the_cli(cli, project: Callable[..., Path], env: dict[str, str],
                                                 tmp_path: Path) -> None:
+    require_vllm()  # skips without .venv-vllm (fails under make test's TRTBUILD_REQUIRE_VLLM=1)
     recipe = project("backend: vllm\n", runtime=", streaming: true")
     out = tmp_path / "out"
     r = cli("compile", str(recipe), "--gpu", "cpu", "--out", str(out), "--json", env=env, timeout=300)
