@@ -93,8 +93,12 @@ def test_status_json_and_github_matrix_exclude_each_other(cli) -> None:
 
 
 def test_shell_completion_script_and_completions(cli) -> None:
-    script = cli("--show-completion", "bash", env={"SHELL": "/bin/bash"})
-    assert script.returncode == 0 and "_TRTBUILD_COMPLETE" in script.stdout
+    # typer finds the shell from the process tree (shellingham), not an argument: ask from a bash, as a user
+    # would (under `make test` the nearest shell is otherwise make's /bin/sh, which typer refuses); `; exit $?`
+    # keeps bash from exec'ing python in its place
+    script = subprocess.run(["bash", "-c", f"'{sys.executable}' -m trtbuild --show-completion; exit $?"],
+                            capture_output=True, text=True, timeout=60)
+    assert script.returncode == 0 and "_TRTBUILD_COMPLETE" in script.stdout, script.stderr
     words = cli(env={"_TRTBUILD_COMPLETE": "complete_bash", "COMP_WORDS": "trtbuild pl", "COMP_CWORD": "1"})
     assert words.returncode == 0 and "plan" in words.stdout.split()
     opts = cli(env={"_TRTBUILD_COMPLETE": "complete_bash", "COMP_WORDS": "trtbuild plan x --exe",
