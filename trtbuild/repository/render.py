@@ -205,6 +205,12 @@ def render_repository(plan: BuildPlan, *, out_dir: Path, tokenizer_dir: Path, en
     """Render, lint (errors → RepositoryError, exit 4) and write the repository; return its manifest."""
     rendered = render_files(plan, tokenizer_dir=tokenizer_dir, engine_dir=engine_dir, hf_model_dir=hf_model_dir,
                             copy_hf_model=copy_hf_model, engine_ref=engine_ref)
+    return lint_and_write(rendered, Path(out_dir), engine_dir=engine_dir)
+
+
+def lint_and_write(rendered: RenderedRepository, out_dir: Path, *, engine_dir: Path | None = None) -> RepositoryManifest:
+    """Lint a rendered repository as it will stand at ``out_dir`` (errors → RepositoryError, exit 4, nothing
+    written), then write it; returns its manifest. Every backend's renderer ends here."""
     findings = lint_view(rendered.view(str(out_dir)), engine_dir=engine_dir)
     errors = [f for f in findings if f.severity == "error"]
     if errors:

@@ -13,37 +13,28 @@ Reuses the repository stage's Jinja environment, tokenizer reading, copying, lin
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
 from trtbuild import __version__
-from trtbuild.errors import RepositoryError
 from trtbuild.plan.planner import BuildPlan
 from trtbuild.repository.context import DTYPE_TO_TRITON, Contract, load_contract
-from trtbuild.repository.inputs import digests, hf_model_files, read_tokenizer
 from trtbuild.repository.launch import script_ranks
-from trtbuild.repository.lint import lint_view
 from trtbuild.repository.manifest import (
-    HF_MODEL_DIR,
     MODELS_DIR,
     TOKENIZER_DIR,
-    CopiedTree,
-    EngineLimits,
     RepositoryManifest,
 )
 from trtbuild.repository.render import (
-    COPY_HF_MODEL_MAX_BYTES,
     LIB_FILES,
     TEMPLATES_DIR,
     RenderedRepository,
     jinja_env,
-    templates_digest,
-    write_rendered,
+    lint_and_write,
 )
 
+from ..python_repo import model_files, refuse_unservable, rendered_repository
 from .settings import VLLM_VERSION, VllmSettings, vllm_settings
 
 BACKEND = "vllm"
@@ -129,39 +120,14 @@ def render_vllm_files(plan: BuildPlan, *, hf_model_dir: Path, tokenizer_dir: Pat
     ``vllm_settings(plan).findings``) or when the checkpoint or tokenizer is missing.
     """
     settings = vllm_settings(plan)
-    if settings.errors:
-        raise RepositoryError("the vLLM backend cannot serve this plan:\n" +
-                              "\n".join(f.format() for f in settings.errors))
-    hf_model_dir = Path(hf_model_dir)
-    tokenizer = read_tokenizer(plan, Path(tokenizer_dir or hf_model_dir), hf_model_dir)
-    hf_files = hf_model_files(hf_model_dir)
-    copy = copy_hf_model if copy_hf_model is not None else \
-        sum(p.stat().st_size for p in hf_files) <= COPY_HF_MODEL_MAX_BYTES
-    copies = {f"{TOKENIZER_DIR}/{name}": tokenizer.dir / name for name in tokenizer.files}
-    if copy:
-        copies.update({f"{HF_MODEL_DIR}/{p.name}": p for p in hf_files})
-    hf_path = f"../../{HF_MODEL_DIR}" if copy else str(hf_model_dir.resolve())
-    c = _context(plan, settings, end_ids=tokenizer.end_ids, pad_id=tokenizer.pad_id, hf_model_path=hf_path)
-    files = _files(c)
-    s = plan.settings
-    limits = EngineLimits(source="plan", path=None, version=VLLM_VERSION, max_batch_size=settings.max_batch_size,
-                          max_input_len=settings.max_input_len, max_seq_len=settings.max_seq_len, max_beam_width=1,
-                          tp=1 if settings.cpu else s.parallelism.tp, pp=1 if settings.cpu else s.parallelism.pp,
-                          logits_dtype="float32", paged_context_fmha=True)
-    stage = plan.stage("repository")
-    manifest = RepositoryManifest(
-        generator=c.generator, backend=BACKEND, recipe=s.name, recipe_sha256=str(plan.recipe.get("sha256", "")),
-        target=str(plan.target.get("key")), stage_key=stage.key if stage is not None else "", topology="both",
-        models=MODELS, client_models=CLIENT_MODELS, decoupled=settings.decoupled,
-        max_batch_size=settings.max_batch_size, world_size=1, engine=limits,
-        tokenizer=CopiedTree(path=TOKENIZER_DIR, copied=True,
-                             files=digests([tokenizer.dir / n for n in tokenizer.files])),
-        hf_model=CopiedTree(path=HF_MODEL_DIR if copy else hf_path, copied=copy, files=digests(hf_files)),
-        end_ids=tokenizer.end_ids, pad_id=tokenizer.pad_id, templates_sha256=templates_digest(),
-        files={path: hashlib.sha256(data).hexdigest() for path, data in sorted(files.items())},
-        notes=tuple(f.format() for f in settings.findings))
-    return RenderedRepository(files=MappingProxyType(files), copies=MappingProxyType(copies),
-                              executable=frozenset({"launch.sh"}), manifest=manifest)
+    refuse_unservable(settings, "vLLM")
+    model = model_files(plan, hf_model_dir=hf_model_dir, tokenizer_dir=tokenizer_dir, copy_hf_model=copy_hf_model)
+    c = _context(plan, settings, end_ids=model.tokenizer.end_ids, pad_id=model.tokenizer.pad_id,
+                 hf_model_path=model.hf_path)
+    par = plan.settings.parallelism
+    return rendered_repository(plan, settings, model, _files(c), backend=BACKEND, generator=c.generator,
+                               version=VLLM_VERSION, tp=1 if settings.cpu else par.tp, pp=1 if settings.cpu else par.pp,
+                               models=MODELS, client_models=CLIENT_MODELS)
 
 
 def render_vllm_repository(plan: BuildPlan, *, out_dir: Path, hf_model_dir: Path, tokenizer_dir: Path | None = None,
@@ -169,8 +135,4 @@ def render_vllm_repository(plan: BuildPlan, *, out_dir: Path, hf_model_dir: Path
     """Render, lint (errors → RepositoryError, exit 4) and write the vLLM repository; return its manifest."""
     rendered = render_vllm_files(plan, hf_model_dir=hf_model_dir, tokenizer_dir=tokenizer_dir,
                                  copy_hf_model=copy_hf_model)
-    errors = [f for f in lint_view(rendered.view(str(out_dir))) if f.severity == "error"]
-    if errors:
-        raise RepositoryError("the rendered repository fails lint:\n" + "\n".join(f.format() for f in errors))
-    write_rendered(rendered, Path(out_dir))
-    return rendered.manifest
+    return lint_and_write(rendered, Path(out_dir))
