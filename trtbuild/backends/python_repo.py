@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
 
+from trtbuild.backends.served import ServedSettings
 from trtbuild.errors import RepositoryError
 from trtbuild.plan.planner import BuildPlan
 from trtbuild.repository.inputs import TokenizerInfo, digests, hf_model_files, read_tokenizer
@@ -27,29 +27,7 @@ from trtbuild.repository.manifest import (
 from trtbuild.repository.render import COPY_HF_MODEL_MAX_BYTES, RenderedRepository, templates_digest
 
 
-class BackendSettings(Protocol):
-    """What both backends' settings (VllmSettings, LlmApiSettings) say that the repository needs."""
-
-    @property
-    def max_batch_size(self) -> int: ...
-
-    @property
-    def max_input_len(self) -> int: ...
-
-    @property
-    def max_seq_len(self) -> int: ...
-
-    @property
-    def decoupled(self) -> bool: ...
-
-    @property
-    def findings(self) -> Any: ...
-
-    @property
-    def errors(self) -> Any: ...
-
-
-def refuse_unservable(settings: BackendSettings, label: str) -> None:
+def refuse_unservable(settings: ServedSettings, label: str) -> None:
     """RepositoryError listing the settings' errors (what the backend cannot do for this plan), if any."""
     if settings.errors:
         raise RepositoryError(f"the {label} backend cannot serve this plan:\n" +
@@ -84,7 +62,7 @@ def model_files(plan: BuildPlan, *, hf_model_dir: Path, tokenizer_dir: Path | No
     return ModelFiles(tokenizer=tokenizer, hf_files=hf_files, copied=copied, copies=copies, hf_path=hf_path)
 
 
-def rendered_repository(plan: BuildPlan, settings: BackendSettings, model: ModelFiles, files: Mapping[str, bytes], *,
+def rendered_repository(plan: BuildPlan, settings: ServedSettings, model: ModelFiles, files: Mapping[str, bytes], *,
                         backend: str, generator: str, version: str, tp: int, pp: int, models: tuple[str, ...],
                         client_models: tuple[str, ...]) -> RenderedRepository:
     """The rendered files with their manifest: the plan's limits stand where an engine's would."""

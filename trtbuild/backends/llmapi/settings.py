@@ -39,8 +39,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from trtbuild.backends.served import ServedSettings
 from trtbuild.plan.planner import BuildPlan, PlanDiagnostic
 
 LLMAPI_RELEASE = "1.2"
@@ -49,33 +48,14 @@ UNIFIED_EXPORT_FORMATS = ("fp8", "nvfp4", "int4_awq", "w4a8_awq")
 """Weight formats the LLM API loads from ModelOpt's unified HF export."""
 
 
-class LlmApiSettings(BaseModel):
+class LlmApiSettings(ServedSettings):
     """Everything the LLM-API repository is rendered from, decided from the plan."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     llm_args: dict[str, Any]
     """`LLM(...)` keyword arguments except `model` and `tokenizer` (the served model adds the paths)."""
     checkpoint: str
     """What the LLM loads: `hf` (the Hugging Face checkpoint as it is)."""
-    max_batch_size: int
-    """Triton's max_batch_size of the served model (= LLM max_batch_size)."""
-    max_input_len: int
-    """Longest prompt in tokens (checked before a request reaches the LLM)."""
-    max_seq_len: int
-    """Longest prompt + output in tokens."""
-    decoupled: bool
-    """runtime.streaming: responses stream (decoupled transaction policy)."""
-    exclude_input_in_output: bool
     kv_reuse: bool
-    max_queue_delay_us: int
-    max_queue_size: int
-    findings: tuple[PlanDiagnostic, ...] = ()
-    """What the mapping could not carry over (rule ids `llmapi.*`); errors make the target unservable."""
-
-    @property
-    def errors(self) -> list[PlanDiagnostic]:
-        return [f for f in self.findings if f.severity == "error"]
 
 
 def _finding(rule: str, severity: str, path: str, message: str) -> PlanDiagnostic:

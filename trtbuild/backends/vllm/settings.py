@@ -39,8 +39,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from trtbuild.backends.served import ServedSettings
 from trtbuild.plan.planner import BuildPlan, PlanDiagnostic
 
 VLLM_VERSION = "0.32.0"
@@ -50,33 +49,13 @@ CPU_KV_CACHE_CAP = 1 << 30
 GIB = 1 << 30
 
 
-class VllmSettings(BaseModel):
+class VllmSettings(ServedSettings):
     """Everything the vLLM repository is rendered from, decided from the plan."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     engine_args: dict[str, Any]
     """`AsyncEngineArgs` keyword arguments, except the checkpoint and tokenizer paths (the model adds them)."""
     cpu: bool
     """The target is the CPU (vLLM's CPU build), not a GPU."""
-    max_batch_size: int
-    """Triton's max_batch_size of the served model (= max_num_seqs)."""
-    max_input_len: int
-    """Longest prompt in tokens (checked before a request reaches vLLM, as for the engine)."""
-    max_seq_len: int
-    """Longest prompt + output in tokens (= max_model_len)."""
-    decoupled: bool
-    """runtime.streaming: responses stream (decoupled transaction policy)."""
-    exclude_input_in_output: bool
-    """Default of the request input of the same name."""
-    max_queue_delay_us: int
-    max_queue_size: int
-    findings: tuple[PlanDiagnostic, ...] = ()
-    """What the mapping could not carry over (rule ids `vllm.*`); errors make the target unservable."""
-
-    @property
-    def errors(self) -> list[PlanDiagnostic]:
-        return [f for f in self.findings if f.severity == "error"]
 
 
 def _finding(rule: str, severity: str, path: str, message: str) -> PlanDiagnostic:
